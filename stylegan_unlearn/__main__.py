@@ -1,0 +1,3 @@
+from stylegan_unlearn.cli import main
+
+main()

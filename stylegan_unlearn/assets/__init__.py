@@ -1,0 +1,1 @@
+"""Bundled assets (the small MNIST generator and judge)."""
