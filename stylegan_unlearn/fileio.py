@@ -1,0 +1,92 @@
+"""Atomic file writes: every file we write is either complete or absent.
+
+A write goes to a temporary file in the target's directory, is flushed and fsync'ed, and then
+renamed over the target with `os.replace` (atomic on POSIX and Windows). If anything fails
+before the rename, the temporary file is deleted and the previous target is left untouched.
+"""
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Persist the rename itself where the platform allows opening directories."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "wb", encoding: Union[str, None] = None) -> Iterator[IO]:
+    """Open a temporary file beside `path` for writing; on success it replaces `path` atomically.
+
+    `mode` must be a write mode ('w', 'wb', 'wt', 'x', 'xb'). With 'x' modes an existing target
+    is an error, checked both before writing and just before the rename.
+    """
+    if not set(mode) <= set("wxbt") or ("w" in mode) == ("x" in mode):
+        raise ValueError(f"atomic_write mode must be 'w', 'wb', 'wt', 'x' or 'xb', got {mode!r}")
+    target = Path(os.fspath(path))
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise FileNotFoundError(f"cannot write {target}: directory {directory} does not exist; create it first")
+    exclusive = "x" in mode
+    if exclusive and target.exists():
+        raise FileExistsError(f"{target} already exists; remove it or choose another path")
+    if "b" not in mode and encoding is None:
+        encoding = "utf-8"
+    open_mode = mode.replace("x", "w")
+    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, open_mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive and target.exists():
+            raise FileExistsError(f"{target} appeared while writing; refusing to overwrite it")
+        _copy_permissions(target, temp_name)
+        os.replace(temp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+    _fsync_directory(directory)
+
+
+def _copy_permissions(target: Path, temp_name: str) -> None:
+    """Give the new file the old file's mode, or the usual umask-based mode for a new file.
+
+    `mkstemp` creates files readable only by the owner; a plain `open()` would not.
+    """
+    try:
+        os.chmod(temp_name, target.stat().st_mode & 0o7777)
+        return
+    except FileNotFoundError:
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp_name, 0o666 & ~umask)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically."""
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> None:
+    """Write `text` to `path` atomically (UTF-8 by default)."""
+    with atomic_write(path, "w", encoding=encoding) as handle:
+        handle.write(text)
