@@ -7,17 +7,17 @@ import importlib
 
 import click
 
-# command name -> "module:click_command_attribute"
+# command name -> ("module:click_command_attribute", one-line help shown by --help without importing)
 COMMANDS = {
-    "train": "stylegan_unlearn.train_cli:train_command",
-    "generate": "stylegan_unlearn.generate:generate_command",
-    "convert": "stylegan_unlearn.convert:convert_command",
-    "collect": "stylegan_unlearn.samples:collect_command",
-    "evaluate": "stylegan_unlearn.evaluate:evaluate_command",
-    "report": "stylegan_unlearn.report:report_command",
-    "patch": "patches.patcher:patch_command",
-    "demo": "stylegan_unlearn.demo:demo_command",
-    "extrapolate": "stylegan_unlearn.extrapolate:extrapolate_command",
+    "train": ("stylegan_unlearn.train_cli:train_command", "Train, adapt (EWC), unlearn (repulsion) or extrapolate."),
+    "generate": ("stylegan_unlearn.generate:generate_command", "Generate images and a seed-labelled contact sheet."),
+    "convert": ("stylegan_unlearn.convert:convert_command", "Convert a rosinality stylegan2-pytorch checkpoint."),
+    "collect": ("stylegan_unlearn.samples:collect_command", "Collect negative/positive samples as dataset zips."),
+    "evaluate": ("stylegan_unlearn.evaluate:evaluate_command", "Measure PUL, FID, KID, Ret-FID and drift."),
+    "report": ("stylegan_unlearn.report:report_command", "Write an HTML/Markdown report of an evaluation."),
+    "patch": ("patches.patcher:patch_command", "Add --mode=adapt|unlearn to your own StyleGAN checkout."),
+    "demo": ("stylegan_unlearn.demo:demo_command", "Unlearn a digit from the bundled MNIST generator."),
+    "extrapolate": ("stylegan_unlearn.extrapolate:extrapolate_command", "Task-vector extrapolation baseline."),
 }
 
 
@@ -28,10 +28,9 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str):
-        spec = COMMANDS.get(name)
-        if spec is None:
+        if name not in COMMANDS:
             return None
-        module_name, attr = spec.split(":")
+        module_name, attr = COMMANDS[name][0].split(":")
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:
@@ -39,6 +38,11 @@ class LazyGroup(click.Group):
                 raise click.ClickException(f"command '{name}' is not available in this build ({err})")
             raise
         return getattr(module, attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup)
