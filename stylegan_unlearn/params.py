@@ -1,0 +1,195 @@
+"""Which generator parameters take part in the method, and how far two parameter sets are apart.
+
+Everything here works by state-dict *names*, so it serves our own networks, the reference
+StyleGAN2-ADA / StyleGAN3 classes loaded from users' pickles, and DDP-wrapped modules alike.
+
+Selections (`mode`):
+  * ``'synthesis'`` — the official code's EWC scope: the synthesis convolution layers from 8×8 up,
+    i.e. every parameter under ``synthesis.b{res}.conv0`` / ``synthesis.b{res}.conv1`` with
+    ``res >= 8`` (modulated weight, affine weight/bias, noise strength, bias). The mapping network,
+    the 4×4 block (const, conv1) and all toRGB layers are left out. For StyleGAN3 (alias-free)
+    generators, whose layers are named ``synthesis.L{idx}_{size}_{channels}``, it selects those
+    layers except the last one (the toRGB layer).
+  * ``'all'`` — every generator parameter (mapping, const, 4×4, toRGB, noise strengths). Buffers
+    (``w_avg``, ``noise_const``, ``resample_filter``) are never parameters and never selected.
+
+Distances (`distance`), against K ≥ 1 anchor parameter sets θ_N^1..θ_N^K:
+  * ``'l2'`` — the paper's form: d = mean_k Σ_elements (θ − θ_N^k)² over the selected parameters.
+  * ``'tensor-mean'`` — the official code's normalisation: d = mean_k mean_p mean_elements
+    (θ_p − θ_N,p^k)², i.e. every parameter tensor weighs the same regardless of its size.
+    The official code multiplies the Σ_p Σ_k of per-tensor means by K/2 and divides by P, so its
+    d equals this d × K²/2 (×12.5 for its K = 5); hyper-parameters quoted from the official code
+    therefore need that factor (α and NL2 weights × K²/2, IL2 weights ÷ K²/2) to mean the same here.
+
+Both distances are computed in one fused pass independent of K: with μ_p = mean_k θ_N,p^k,
+    mean_k ‖θ_p − θ_N,p^k‖² = ‖θ_p − μ_p‖² + mean_k ‖θ_N,p^k − μ_p‖²,
+so only μ and a constant (the anchors' spread, computed once in float64) are kept.
+"""
+import re
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+
+__all__ = [
+    "PARAM_MODES", "DISTANCE_MODES", "unwrap", "named_generator_parameters", "select_params",
+    "select_names", "weighted_sq_distance", "AnchorSet", "distance", "state_tensors", "gather_aligned",
+]
+
+PARAM_MODES = ("synthesis", "all")
+DISTANCE_MODES = ("l2", "tensor-mean")
+
+_SG2_SYNTHESIS_CONV = re.compile(r"^synthesis\.b(\d+)\.conv[01]\.")
+_SG3_SYNTHESIS_LAYER = re.compile(r"^synthesis\.L(\d+)_")
+
+NamedParams = List[Tuple[str, torch.nn.Parameter]]
+GeneratorLike = Union[torch.nn.Module, Sequence[torch.nn.Module]]
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """Return the module inside a DistributedDataParallel (or any `.module`) wrapper."""
+    while isinstance(getattr(module, "module", None), torch.nn.Module):
+        module = module.module
+    return module
+
+
+def named_generator_parameters(G_or_parts: GeneratorLike) -> NamedParams:
+    """All generator parameters with reference state-dict names (``mapping.fc0.weight``, ...).
+
+    Accepts a Generator (possibly wrapped) or a ``(G_mapping, G_synthesis)`` pair as handed to an
+    ADA-signature loss (each possibly DDP-wrapped).
+    """
+    if isinstance(G_or_parts, torch.nn.Module):
+        return list(unwrap(G_or_parts).named_parameters())
+    parts = list(G_or_parts)
+    if len(parts) != 2 or not all(isinstance(p, torch.nn.Module) for p in parts):
+        raise ValueError("expected a Generator module or a (G_mapping, G_synthesis) pair of modules")
+    mapping, synthesis = (unwrap(p) for p in parts)
+    return ([(f"mapping.{n}", p) for n, p in mapping.named_parameters()]
+            + [(f"synthesis.{n}", p) for n, p in synthesis.named_parameters()])
+
+
+def select_names(names: Iterable[str], mode: str) -> List[str]:
+    """Filter generator parameter names by selection `mode` (see the module docstring)."""
+    if mode not in PARAM_MODES:
+        raise ValueError(f"unknown parameter selection {mode!r}; use one of {', '.join(PARAM_MODES)}")
+    names = list(names)
+    if mode == "all":
+        return names
+    chosen = [n for n in names if (m := _SG2_SYNTHESIS_CONV.match(n)) and int(m.group(1)) >= 8]
+    if chosen:
+        return chosen
+    layer_ids = {n: int(m.group(1)) for n in names if (m := _SG3_SYNTHESIS_LAYER.match(n))}
+    if layer_ids:
+        last = max(layer_ids.values())
+        return [n for n, idx in layer_ids.items() if idx != last]
+    return []
+
+
+def select_params(G_or_parts: GeneratorLike, mode: str) -> NamedParams:
+    """The generator's parameters selected by `mode`, as ``[(name, Parameter)]`` in module order."""
+    named = named_generator_parameters(G_or_parts)
+    wanted = set(select_names([n for n, _ in named], mode))
+    chosen = [(n, p) for n, p in named if n in wanted]
+    if not chosen:
+        raise ValueError(f"no generator parameters match the selection {mode!r}; "
+                         "is this a StyleGAN2/StyleGAN3 generator? Try params='all'")
+    return chosen
+
+
+def weighted_sq_distance(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor],
+                         weights: Optional[Sequence[float]] = None,
+                         scales: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
+    """Σ_p w_p ‖s_p ⊙ (θ_p − a_p)‖² as one fused (``torch._foreach_*``) pass; differentiable in θ.
+
+    `weights` are per-tensor scalars (default 1), `scales` per-element tensors (default 1).
+    """
+    if len(params) != len(anchors):
+        raise ValueError(f"got {len(params)} parameters but {len(anchors)} anchors")
+    if not params:
+        raise ValueError("cannot measure a distance over zero parameters")
+    diffs = torch._foreach_sub(list(params), list(anchors))
+    if scales is not None:
+        diffs = torch._foreach_mul(diffs, list(scales))
+    norms = torch.stack(torch._foreach_norm(diffs)).float()
+    sq = norms.square()
+    if weights is not None:
+        sq = sq * torch.as_tensor(list(weights), dtype=sq.dtype, device=sq.device)
+    return sq.sum()
+
+
+def _tensor_weights(shapes: Sequence[torch.Size], mode: str) -> List[float]:
+    if mode not in DISTANCE_MODES:
+        raise ValueError(f"unknown distance {mode!r}; use one of {', '.join(DISTANCE_MODES)}")
+    if mode == "l2":
+        return [1.0] * len(shapes)
+    count = len(shapes)
+    return [1.0 / (max(1, torch.Size(s).numel()) * count) for s in shapes]
+
+
+class AnchorSet:
+    """K anchor parameter sets reduced to their mean and spread, for a K-independent distance.
+
+    `anchors` is a list over the K networks of lists of tensors, each aligned with the parameters
+    the distance will later be measured for. Tensors are copied, detached, onto `device`.
+    """
+
+    def __init__(self, anchors: Sequence[Sequence[torch.Tensor]], mode: str = "l2",
+                 device: Union[torch.device, str, None] = None, dtype: Optional[torch.dtype] = None):
+        if not anchors:
+            raise ValueError("need at least one anchor network (K >= 1)")
+        sizes = {len(a) for a in anchors}
+        if len(sizes) != 1:
+            raise ValueError("every anchor network must provide the same number of tensors")
+        shapes = [t.shape for t in anchors[0]]
+        for k, anchor in enumerate(anchors):
+            for p, t in enumerate(anchor):
+                if t.shape != shapes[p]:
+                    raise ValueError(f"anchor {k} tensor {p} has shape {tuple(t.shape)}, expected {tuple(shapes[p])}")
+        self.mode = mode
+        self.num_anchors = len(anchors)
+        self.weights = _tensor_weights(shapes, mode)
+        means, spread = [], 0.0
+        with torch.no_grad():
+            for p, weight in enumerate(self.weights):
+                stack = torch.stack([a[p].detach().to(device="cpu", dtype=torch.float64) for a in anchors])
+                mu = stack.mean(0)
+                spread += weight * float((stack - mu).square().sum()) / self.num_anchors
+                target_dtype = dtype or anchors[0][p].dtype
+                means.append(mu.to(device=device or anchors[0][p].device, dtype=target_dtype).contiguous())
+        self.means = means
+        self.spread = spread
+
+    def distance(self, params: Sequence[torch.Tensor]) -> torch.Tensor:
+        """d(θ) averaged over the K anchors; a differentiable scalar."""
+        return weighted_sq_distance(params, self.means, self.weights) + self.spread
+
+
+def distance(params: Sequence[torch.Tensor], anchors: Sequence[Sequence[torch.Tensor]],
+             mode: str = "l2") -> torch.Tensor:
+    """d(θ, {θ_N^k}) for `mode` in ``'l2'`` / ``'tensor-mean'`` (see the module docstring)."""
+    return AnchorSet(anchors, mode, device=params[0].device if params else None).distance(params)
+
+
+def state_tensors(source: Union[torch.nn.Module, Mapping[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """Name → tensor for a generator module (parameters only) or an already-made state dict."""
+    if isinstance(source, torch.nn.Module):
+        return dict(named_generator_parameters(source))
+    if isinstance(source, Mapping):
+        return dict(source)
+    raise ValueError(f"expected a generator module or a state dict, got {type(source).__name__}")
+
+
+def gather_aligned(source: Union[torch.nn.Module, Mapping[str, torch.Tensor]], names: Sequence[str],
+                   shapes: Sequence[torch.Size], what: str = "network") -> List[torch.Tensor]:
+    """Tensors of `source` for `names`, checked against `shapes`; one clear error on mismatch."""
+    tensors = state_tensors(source)
+    out = []
+    for name, shape in zip(names, shapes):
+        if name not in tensors:
+            raise ValueError(f"{what} has no parameter {name!r}; it must have the same architecture as the generator")
+        t = tensors[name]
+        if tuple(t.shape) != tuple(shape):
+            raise ValueError(f"{what} parameter {name!r} has shape {tuple(t.shape)} but the generator's is "
+                             f"{tuple(shape)}; it must have the same architecture")
+        out.append(t)
+    return out

@@ -1,0 +1,139 @@
+"""Parameter selection by name and the two distances, against hand-computed values."""
+import pytest
+import torch
+
+from stylegan_unlearn import params as P
+
+
+class _Layer(torch.nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(cout, cin, 3, 3))
+        self.bias = torch.nn.Parameter(torch.zeros(cout))
+        self.noise_strength = torch.nn.Parameter(torch.zeros([]))
+        self.affine = torch.nn.Linear(4, cin)
+        self.register_buffer("noise_const", torch.randn(4, 4))
+
+
+class _Block(torch.nn.Module):
+    def __init__(self, first):
+        super().__init__()
+        if first:
+            self.const = torch.nn.Parameter(torch.randn(2, 4, 4))
+        else:
+            self.conv0 = _Layer(2, 2)
+        self.conv1 = _Layer(2, 2)
+        self.torgb = torch.nn.Linear(2, 1)
+
+
+class _Synthesis(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.b4, self.b8, self.b16 = _Block(True), _Block(False), _Block(False)
+
+
+class _Mapping(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc0 = torch.nn.Linear(4, 4)
+        self.register_buffer("w_avg", torch.zeros(4))
+
+
+class _Generator(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.synthesis, self.mapping = _Synthesis(), _Mapping()
+
+
+class _Wrapper(torch.nn.Module):
+    """Stands in for DistributedDataParallel: the real module sits at `.module`."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+
+def test_synthesis_selection_is_convs_from_8x8_up():
+    names = [n for n, _ in P.select_params(_Generator(), "synthesis")]
+    assert names and all(n.startswith(("synthesis.b8.conv", "synthesis.b16.conv")) for n in names)
+    assert "synthesis.b8.conv0.weight" in names and "synthesis.b16.conv1.affine.bias" in names
+    assert "synthesis.b8.conv1.noise_strength" in names
+    assert not any("b4" in n or "torgb" in n or "mapping" in n for n in names)
+
+
+def test_all_selection_is_every_parameter_and_no_buffer():
+    G = _Generator()
+    names = [n for n, _ in P.select_params(G, "all")]
+    assert names == [n for n, _ in G.named_parameters()]
+    assert "mapping.fc0.weight" in names and "synthesis.b4.const" in names
+    assert not any("w_avg" in n or "noise_const" in n for n in names)
+
+
+def test_pair_and_wrapped_modules_give_the_same_names_and_tensors():
+    G = _Generator()
+    direct = P.select_params(G, "all")
+    pair = P.select_params((_Wrapper(G.mapping), _Wrapper(G.synthesis)), "all")
+    wrapped = P.select_params(_Wrapper(G), "all")
+    assert sorted(n for n, _ in pair) == sorted(n for n, _ in direct)
+    lookup = dict(direct)
+    assert all(p is lookup[n] for n, p in pair)
+    assert [p for _, p in wrapped] == [p for _, p in direct]
+
+
+def test_sg3_layer_names_exclude_the_last_layer():
+    names = ["mapping.fc0.weight", "synthesis.input.weight", "synthesis.L0_36_512.weight",
+             "synthesis.L1_36_512.bias", "synthesis.L2_36_3.weight"]
+    assert P.select_names(names, "synthesis") == ["synthesis.L0_36_512.weight", "synthesis.L1_36_512.bias"]
+
+
+def test_bad_modes_are_clear_errors():
+    with pytest.raises(ValueError, match="selection"):
+        P.select_params(_Generator(), "everything")
+    with pytest.raises(ValueError, match="no generator parameters"):
+        P.select_params(torch.nn.Linear(2, 2), "synthesis")
+    with pytest.raises(ValueError, match="distance"):
+        P.distance([torch.zeros(1)], [[torch.zeros(1)]], mode="l1")
+
+
+def test_l2_distance_hand_computed():
+    theta = [torch.tensor([1.0, 2.0]), torch.tensor([[3.0]])]
+    a1 = [torch.tensor([0.0, 0.0]), torch.tensor([[1.0]])]  # (1+4) + 4 = 9
+    a2 = [torch.tensor([1.0, 4.0]), torch.tensor([[3.0]])]  # (0+4) + 0 = 4
+    d = P.distance(theta, [a1, a2], mode="l2")
+    assert d.item() == pytest.approx((9 + 4) / 2, rel=1e-6)
+
+
+def test_tensor_mean_distance_hand_computed():
+    theta = [torch.tensor([1.0, 2.0]), torch.tensor([[3.0]])]
+    a1 = [torch.tensor([0.0, 0.0]), torch.tensor([[1.0]])]  # tensors: mean(1,4)=2.5, 4 -> mean 3.25
+    a2 = [torch.tensor([1.0, 4.0]), torch.tensor([[3.0]])]  # tensors: mean(0,4)=2, 0 -> mean 1
+    d = P.distance(theta, [a1, a2], mode="tensor-mean")
+    assert d.item() == pytest.approx((3.25 + 1.0) / 2, rel=1e-6)
+
+
+def test_distance_gradient_is_twice_the_mean_difference():
+    theta = [torch.randn(3, 4, requires_grad=True), torch.randn(5, requires_grad=True)]
+    anchors = [[torch.randn(3, 4), torch.randn(5)] for _ in range(3)]
+    d = P.distance(theta, anchors, mode="l2")
+    d.backward()
+    for p, idx in zip(theta, range(2)):
+        mean = torch.stack([a[idx] for a in anchors]).mean(0)
+        torch.testing.assert_close(p.grad, 2 * (p.detach() - mean))
+    brute = sum(sum(((t.detach() - a[i]) ** 2).sum() for i, t in enumerate(theta)) for a in anchors) / 3
+    assert d.item() == pytest.approx(brute.item(), rel=1e-5)
+
+
+def test_anchor_set_keeps_one_copy_and_matches_brute_force_tensor_mean():
+    theta = [torch.randn(6), torch.randn(2, 2)]
+    anchors = [[torch.randn(6), torch.randn(2, 2)] for _ in range(5)]
+    anchor_set = P.AnchorSet(anchors, mode="tensor-mean")
+    assert len(anchor_set.means) == 2
+    brute = sum(sum(((t - a[i]) ** 2).mean() for i, t in enumerate(theta)) / 2 for a in anchors) / 5
+    assert anchor_set.distance(theta).item() == pytest.approx(brute.item(), rel=1e-5)
+
+
+def test_gather_aligned_reports_missing_and_misshaped():
+    with pytest.raises(ValueError, match="no parameter 'b'"):
+        P.gather_aligned({"a": torch.zeros(2)}, ["a", "b"], [torch.Size([2]), torch.Size([1])])
+    with pytest.raises(ValueError, match="shape"):
+        P.gather_aligned({"a": torch.zeros(3)}, ["a"], [torch.Size([2])])
