@@ -12,6 +12,7 @@ setup(
         "stylegan_unlearn.metrics",
         "stylegan_unlearn.loop",
         "stylegan_unlearn.assets",
+        "stylegan_unlearn.mnist",
         "torch_utils",
         "torch_utils.ops",
         "dnnlib",
