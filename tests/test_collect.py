@@ -1,0 +1,198 @@
+"""Classifier loading and decisions, and `stylegan-unlearn collect` on a tiny network.
+
+Stand-ins, scripted here: a brightness classifier (logit = 10·mean pixel, so "has the feature" means
+"brighter than mid-grey"), a 3-output attribute classifier and two feature extractors (the reference
+uint8 `return_features` style and the float [-1, 1] style). Other test files import these builders.
+"""
+import json
+import sys
+import types
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from stylegan_unlearn.classifier import Classifier, load_classifier, parse_resize
+
+
+# ------------------------------------------------------------------------------------------ stand-ins
+
+class BrightnessClassifier(torch.nn.Module):
+    """One logit: positive when the image is brighter than mid-grey."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=[1, 2, 3]) * 10
+
+
+class AttributeClassifier(torch.nn.Module):
+    """Three logits: bright, left half brighter than right half, top half brighter than bottom half."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, h = x.shape[3] // 2, x.shape[2] // 2
+        bright = x.mean(dim=[1, 2, 3])
+        left = x[:, :, :, :w].mean(dim=[1, 2, 3]) - x[:, :, :, w:].mean(dim=[1, 2, 3])
+        top = x[:, :, :h, :].mean(dim=[1, 2, 3]) - x[:, :, h:, :].mean(dim=[1, 2, 3])
+        return torch.stack([bright, left, top], dim=1) * 10
+
+
+class FloatFeatures(torch.nn.Module):
+    """Float-style extractor: 4×4 average-pooled pixels and per-channel std, from [-1, 1] input."""
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.adaptive_avg_pool2d(x, 4).flatten(1)
+        return torch.cat([pooled, x.std(dim=[2, 3])], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+class ReferenceStyleFeatures(torch.nn.Module):
+    """Reference-style extractor: uint8 RGB in, `return_features=True` gives pooled features."""
+
+    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        if img.dtype != torch.uint8 or img.shape[1] != 3:
+            raise ValueError("expected uint8 RGB input")
+        x = img.to(torch.float32) / 127.5 - 1
+        feats = torch.cat([F.adaptive_avg_pool2d(x, 4).flatten(1), x.std(dim=[2, 3])], dim=1)
+        if return_features:
+            return feats
+        return feats.sum(dim=1)
+
+
+def save_script(module: torch.nn.Module, path: Path) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still what users have
+        torch.jit.save(torch.jit.script(module), str(path))
+    return str(path)
+
+
+def write_standins(directory: Path) -> dict:
+    """Save every stand-in as a TorchScript file; returns {name: path}."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return {
+        "classifier": save_script(BrightnessClassifier(), directory / "bright.pt"),
+        "attributes": save_script(AttributeClassifier(), directory / "attributes.pt"),
+        "float_detector": save_script(FloatFeatures(), directory / "float_features.pt"),
+        "reference_detector": save_script(ReferenceStyleFeatures(), directory / "reference_features.pt"),
+    }
+
+
+def tiny_generator(resolution: int = 16, channels: int = 3, c_dim: int = 0, seed: int = 0):
+    """A randomly initialised StyleGAN2 generator small enough for CPU tests."""
+    from stylegan_unlearn.networks.stylegan2 import Generator
+
+    torch.manual_seed(seed)
+    G = Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=resolution, img_channels=channels,
+                  mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
+    return G.eval().requires_grad_(False)
+
+
+def tiny_network_pkl(path: Path, **kwargs) -> str:
+    """Write a tiny generator as a reference-layout network pkl ({G, D, G_ema, ...})."""
+    import copy
+
+    from stylegan_unlearn.networks.stylegan2 import Discriminator
+    from stylegan_unlearn.pkl import save_network_pkl
+
+    G = tiny_generator(**kwargs)
+    D = Discriminator(c_dim=G.c_dim, img_resolution=G.img_resolution, img_channels=G.img_channels,
+                      channel_base=128, channel_max=16)
+    save_network_pkl(str(path), {"G": G, "D": D, "G_ema": copy.deepcopy(G), "augment_pipe": None,
+                                 "training_set_kwargs": None})
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory) -> dict:
+    return write_standins(tmp_path_factory.mktemp("standins"))
+
+
+# ------------------------------------------------------------------------------------------ classifier
+
+def _images(values) -> torch.Tensor:
+    """One flat 3×8×8 image per value."""
+    return torch.tensor(values, dtype=torch.float32)[:, None, None, None].repeat(1, 3, 8, 8)
+
+
+def test_torchscript_classifier_logit_threshold(standins):
+    classifier = load_classifier(standins["classifier"])
+    flags = classifier.has_feature(_images([-0.5, -0.01, 0.0, 0.3]))
+    assert flags.tolist() == [False, False, True, True]
+    strict = load_classifier(standins["classifier"], threshold=2.0)  # logit 10·mean ≥ 2 ⇔ mean ≥ 0.2
+    assert strict.has_feature(_images([0.1, 0.25])).tolist() == [False, True]
+
+
+def test_classifier_input_is_clamped_to_the_contract_range(standins):
+    classifier = load_classifier(standins["classifier"])
+    scores = classifier.scores(_images([3.0, -7.0]))
+    assert scores[:, 0].tolist() == pytest.approx([10.0, -10.0])
+
+
+def test_multiclass_argmax_and_multilabel_threshold(standins):
+    images = torch.full([2, 1, 8, 8], -1.0)
+    images[0, :, :, :4] = 1.0   # left bright: mean 0 → bright logit 0, left logit 20
+    images[1, :, :4, :] = 0.5   # top brighter: mean -0.25, left 0, top 15
+    argmax = load_classifier(standins["attributes"], target_class=1)
+    assert argmax.has_feature(images).tolist() == [True, False]
+    multilabel = load_classifier(standins["attributes"], target_class=0, threshold=0.0)
+    assert multilabel.has_feature(images).tolist() == [True, False]
+    flags = load_classifier(standins["attributes"], threshold=-1.0).attribute_flags(images)
+    assert flags.tolist() == [[True, True, True], [False, True, True]]
+    onehot = load_classifier(standins["attributes"]).attribute_flags(images)
+    assert onehot.tolist() == [[False, True, False], [False, False, True]]
+
+
+def test_multioutput_classifier_needs_a_valid_target_class(standins):
+    with pytest.raises(ValueError, match="--target-class"):
+        load_classifier(standins["attributes"]).has_feature(_images([0.1]))
+    with pytest.raises(ValueError, match="out of range"):
+        load_classifier(standins["attributes"], target_class=3).has_feature(_images([0.1]))
+
+
+def test_module_function_specs(monkeypatch):
+    module = types.ModuleType("fake_user_classifiers")
+    module.dark = lambda x: -x.mean(dim=[1, 2, 3])
+    module.build = lambda: BrightnessClassifier()
+    module.Bright = BrightnessClassifier
+    monkeypatch.setitem(sys.modules, "fake_user_classifiers", module)
+    images = _images([-0.5, 0.5])
+    assert load_classifier("fake_user_classifiers:dark").has_feature(images).tolist() == [True, False]
+    assert load_classifier("fake_user_classifiers:build()").has_feature(images).tolist() == [False, True]
+    assert load_classifier("fake_user_classifiers:Bright").has_feature(images).tolist() == [False, True]
+    with pytest.raises(ValueError, match="no attribute 'missing'"):
+        load_classifier("fake_user_classifiers:missing")
+    with pytest.raises(ValueError, match="cannot import module"):
+        load_classifier("no_such_module_here:fn")
+
+
+def test_bad_classifier_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither an existing TorchScript file"):
+        load_classifier(str(tmp_path / "missing.pt"))
+    state_dict_file = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(2)}, str(state_dict_file))
+    with pytest.raises(ValueError, match="not a TorchScript file"):
+        load_classifier(str(state_dict_file))
+
+
+def test_resize_reaches_the_classifier():
+    seen = []
+
+    def record(x):
+        seen.append(tuple(x.shape))
+        return x.mean(dim=[1, 2, 3])
+
+    Classifier(record, resize="6x4").has_feature(torch.zeros([2, 3, 16, 16]))
+    assert seen == [(2, 3, 4, 6)]  # width 6, height 4
+    assert parse_resize("224") == (224, 224)
+    with pytest.raises(ValueError, match="--resize"):
+        parse_resize("big")
+
+
+def test_classifier_bad_output_shape():
+    with pytest.raises(ValueError, match=r"returned shape \[3\] for 2 images"):
+        Classifier(lambda x: torch.zeros(3)).has_feature(torch.zeros([2, 3, 8, 8]))

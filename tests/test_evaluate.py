@@ -1,0 +1,120 @@
+"""Feature detectors, seed sampling, and `stylegan-unlearn evaluate` on tiny networks."""
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from stylegan_unlearn.metrics import fid_from_features
+from stylegan_unlearn.metrics.detectors import INCEPTION_URL, dataset_features, load_detector
+from stylegan_unlearn.metrics.sampling import quantize, seed_classes, seed_latents
+
+from test_collect import tiny_network_pkl, write_standins
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory) -> dict:
+    return write_standins(tmp_path_factory.mktemp("standins"))
+
+
+@pytest.fixture()
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    directory = tmp_path / "dnnlib-cache"
+    monkeypatch.setenv("DNNLIB_CACHE_DIR", str(directory))
+    return directory
+
+
+def _write_zip(path: Path, images_nhwc: np.ndarray) -> str:
+    from stylegan_unlearn.data import write_image_dataset
+
+    write_image_dataset(str(path), images_nhwc)
+    return str(path)
+
+
+# ------------------------------------------------------------------------------------------ sampling
+
+def test_seed_latents_match_the_reference_generate_convention():
+    z = seed_latents([5, 0], 7)
+    assert z.dtype == torch.float32 and z.shape == (2, 7)
+    np.testing.assert_allclose(z[0].numpy(), np.random.RandomState(5).randn(1, 7)[0].astype(np.float32))
+    np.testing.assert_allclose(z[1].numpy(), np.random.RandomState(0).randn(1, 7)[0].astype(np.float32))
+
+
+def test_seed_classes():
+    assert seed_classes([0, 1, 5], c_dim=3) == [0, 1, 2]
+    assert seed_classes([0, 1], c_dim=3, class_idx=2) == [2, 2]
+    assert seed_classes([4], c_dim=0) == [None]
+    with pytest.raises(ValueError, match="between 0 and 2"):
+        seed_classes([0], c_dim=3, class_idx=3)
+
+
+def test_quantize_is_round_half_up_of_127_5_times_x_plus_1():
+    x = torch.tensor([-1.5, -1.0, 0.0, 1 / 255, 1.0, 2.0])
+    assert quantize(x).tolist() == [0, 0, 128, 128, 255, 255]
+    assert quantize(torch.tensor([-1 + 1 / 127.5 * 0.5])).item() == 1  # 127.5·(x+1) = 0.5 rounds up
+
+
+# ------------------------------------------------------------------------------------------ detectors
+
+def test_detector_offline_url_names_where_to_put_the_file(cache_dir):
+    url = "http://127.0.0.1:9/metrics/inception-2015-12-05.pt"  # nothing listens on port 9
+    expected = cache_dir / "downloads" / (hashlib.md5(url.encode()).hexdigest() + "_inception-2015-12-05.pt")
+    with pytest.raises(FileNotFoundError) as info:
+        load_detector(url, num_attempts=1)
+    assert str(expected) in str(info.value)
+    assert "--detector" in str(info.value)
+
+
+def test_detector_default_url_is_served_from_the_cache(cache_dir, standins):
+    cached = cache_dir / "downloads" / (hashlib.md5(INCEPTION_URL.encode()).hexdigest() + "_inception-2015-12-05.pt")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(Path(standins["reference_detector"]).read_bytes())
+    detector = load_detector(None)
+    assert detector.reference_style and detector.name == "inception-2015-12-05"
+    gray = torch.randint(0, 256, [3, 1, 16, 16], dtype=torch.uint8)
+    features = detector(gray)
+    rgb_features = detector(gray.repeat(1, 3, 1, 1))
+    assert features.shape == (3, 51)
+    np.testing.assert_allclose(features, rgb_features)  # grayscale goes in as three equal channels
+
+
+def test_detector_missing_local_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_detector(str(tmp_path / "nope.pt"))
+
+
+def test_float_style_detector_sees_minus_one_to_one(standins):
+    detector = load_detector(standins["float_detector"])
+    assert not detector.reference_style
+    images = torch.zeros([2, 3, 8, 8], dtype=torch.uint8)
+    images[1] = 255
+    features = detector(images)
+    np.testing.assert_allclose(features[0, :48], -1.0)
+    np.testing.assert_allclose(features[1, :48], 1.0)
+
+
+def test_dataset_features_are_cached_by_content(tmp_path, cache_dir, standins):
+    detector = load_detector(standins["float_detector"])
+    images = np.random.RandomState(0).randint(0, 256, [10, 8, 8, 3]).astype(np.uint8)
+    path = _write_zip(tmp_path / "real.zip", images)
+    first = dataset_features(path, detector)
+    np.testing.assert_allclose(first, detector(torch.from_numpy(images).permute(0, 3, 1, 2)))
+    cached = list((cache_dir / "gan-metrics").glob("real-float_features-*.npz"))
+    assert len(cached) == 1
+    with np.load(cached[0]) as data:  # poison the cache: the second call must come from it
+        np.savez(cached[0], features=data["features"] + 1)
+    np.testing.assert_allclose(dataset_features(path, detector), first + 1)
+    _write_zip(tmp_path / "real.zip", images[::-1].copy())  # new content → new key → recomputed
+    np.testing.assert_allclose(dataset_features(path, detector), first[::-1])
+    assert len(list((cache_dir / "gan-metrics").glob("*.npz"))) == 2
+
+
+def test_dataset_features_reject_a_resolution_mismatch(tmp_path, standins):
+    detector = load_detector(standins["float_detector"])
+    path = _write_zip(tmp_path / "real.zip", np.zeros([2, 8, 8, 3], np.uint8))
+    with pytest.raises(ValueError, match="network makes 16x16"):
+        dataset_features(path, detector, resolution=16, use_cache=False)
