@@ -379,6 +379,23 @@ def _write_cache_file(path: str, data: bytes) -> None:
         raise
 
 
+def _find_cached(cache_dir: str, cache_path: str) -> Optional[str]:
+    """The cached copy of a URL: our exact name, else the single `<md5>_*` file in `cache_dir`.
+
+    The fallback reuses downloads made by other dnnlib-compatible code that sanitises the
+    file-name part differently but uses the same `<md5 of URL>_` prefix.
+    """
+    if os.path.isfile(cache_path):
+        return cache_path
+    prefix = os.path.basename(cache_path).split("_", 1)[0] + "_"
+    try:
+        candidates = [os.path.join(cache_dir, name) for name in os.listdir(cache_dir) if name.startswith(prefix)]
+    except OSError:
+        return None
+    candidates = [path for path in candidates if os.path.isfile(path)]
+    return candidates[0] if len(candidates) == 1 else None
+
+
 def open_url(url: str, cache_dir: Optional[str] = None, num_attempts: int = 10, verbose: bool = True,
              return_filename: bool = False, cache: bool = True) -> Union[IO[bytes], str]:
     """Open a local path, `file://` URL or http(s) URL as a binary file object.
@@ -386,7 +403,8 @@ def open_url(url: str, cache_dir: Optional[str] = None, num_attempts: int = 10, 
     http(s) downloads are cached in `cache_dir` (default `make_cache_dir_path('downloads')`,
     i.e. honouring `$DNNLIB_CACHE_DIR`) under the name given by `url_cache_filename(url)`; a
     cached copy is used without touching the network, so a file put there by hand works
-    offline. `return_filename=True` returns the local path instead of an open file (this needs
+    offline (a single `<md5>_<anything>` file is accepted too, as written by other
+    dnnlib-compatible code). `return_filename=True` returns the local path instead of an open file (this needs
     `cache=True` for URLs). Failures raise one error saying what to do: `FileNotFoundError` for
     a missing local file, `DownloadError` (an `OSError`) naming the URL and the cache path.
     """
@@ -408,8 +426,9 @@ def open_url(url: str, cache_dir: Optional[str] = None, num_attempts: int = 10, 
     if cache_dir is None:
         cache_dir = make_cache_dir_path("downloads")
     cache_path = os.path.join(cache_dir, url_cache_filename(url))
-    if cache and os.path.isfile(cache_path):
-        return cache_path if return_filename else open(cache_path, "rb")
+    cached = _find_cached(cache_dir, cache_path) if cache else None
+    if cached is not None:
+        return cached if return_filename else open(cached, "rb")
 
     if verbose:
         print(f"Downloading {url} ...", end="", flush=True)

@@ -167,6 +167,16 @@ def test_preseeded_cache_works_offline(tmp_path, monkeypatch):
     assert util.open_url(url, return_filename=True, verbose=False) == str(cached)
 
 
+def test_cache_written_by_other_dnnlib_code_is_reused(tmp_path):
+    url = "http://127.0.0.1:9/pretrained/metfaces.pkl"
+    other_name = hashlib.md5(url.encode()).hexdigest() + "_metfaces-1024.pkl"
+    (tmp_path / other_name).write_bytes(b"theirs")
+    assert util.open_url(url, cache_dir=str(tmp_path), return_filename=True) == str(tmp_path / other_name)
+    (tmp_path / (hashlib.md5(url.encode()).hexdigest() + "_second.pkl")).write_bytes(b"ambiguous")
+    with pytest.raises(util.DownloadError):
+        util.open_url(url, cache_dir=str(tmp_path), num_attempts=1, verbose=False)
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
