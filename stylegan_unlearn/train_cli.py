@@ -1,0 +1,452 @@
+"""`train.py` / `stylegan-unlearn train`: the reference training options plus `--mode` for Adapt-then-Unlearn.
+
+Modes:
+* `train`       — ordinary StyleGAN2 training (`training_hooks.StyleGAN2Loss`), networks from `--cfg`.
+* `adapt`       — Stage 1: fine-tune the `--resume` network on negative images with the EWC penalty
+                  (`training_hooks.EWCLoss`); the result is one adapted network θ_N.
+* `unlearn`     — Stage 2: fine-tune the `--resume` network on positive images with a repulsion term
+                  away from the `--adapted` networks (`training_hooks.RepulsionLoss`).
+* `extrapolate` — the parameter-space baseline θ_G + γ(θ_G − mean θ_N); no training, writes one pkl.
+
+adapt/unlearn/extrapolate start from `--resume` and take the G/D architecture from that pkl; their
+defaults are the official Adapt-then-Unlearn code's settings (batch 16, lr 0.002, R1 γ 10, path length 2,
+style mixing 0.9, EMA decay 0.5^(32/10000) per step, no augmentation; adapt 2000 iterations = 32 kimg,
+unlearn 1000 iterations = 16 kimg). Small-network knobs for tiny models and MNIST: `--cbase`, `--cmax`,
+`--map`, `--zdim`, `--wdim`, `--mbstd-group` (train mode only).
+"""
+import json
+import os
+import re
+from typing import Any, Dict, List, Optional
+
+import click
+
+import dnnlib
+
+MODES = ("train", "adapt", "unlearn", "extrapolate")
+CFG_SPECS = {
+    #            ref_gpus, kimg,   mb, mbstd, fmaps,  lrate,  gamma, ema, ramp, map
+    "auto":      (-1,  25000,  -1,  -1,  -1,     -1,     -1,    -1,  0.05, 2),
+    "stylegan2": (8,   25000,  32,  4,   1,      0.002,  10,    10,  None, 8),
+    "paper256":  (8,   25000,  64,  8,   0.5,    0.0025, 1,     20,  None, 8),
+    "paper512":  (8,   25000,  64,  8,   1,      0.0025, 0.5,   20,  None, 8),
+    "paper1024": (8,   25000,  32,  4,   1,      0.002,  2,     10,  None, 8),
+    "cifar":     (2,   100000, 64,  32,  1,      0.0025, 0.01,  500, 0.05, 2),
+}
+# The official Adapt-then-Unlearn settings (rosinality-based code), as `--mode=adapt/unlearn` defaults.
+OFFICIAL = dict(batch=16, lr=0.002, gamma=10, pl_weight=2, style_mixing_prob=0.9, G_reg_interval=4,
+                D_reg_interval=16, kimg=dict(adapt=32, unlearn=16), tick=1.6, snap=dict(adapt=10, unlearn=5))
+GENERATOR_CLASS = "stylegan_unlearn.networks.stylegan2.Generator"
+DISCRIMINATOR_CLASS = "stylegan_unlearn.networks.stylegan2.Discriminator"
+AUGMENT_CLASS = "stylegan_unlearn.loop.augment.DiffAugment"
+AUGPIPE_CHOICES = ("xflip", "translation", "cutout", "color")
+
+
+class UserError(ValueError):
+    """A problem with the command line or its inputs, reported as one sentence."""
+
+
+def _plain(value: Any) -> Any:
+    """Nested dicts/lists of JSON-serialisable values (EasyDicts, tuples and numpy scalars converted)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
+def _next_run_dir(outdir: str, desc: str) -> str:
+    ids = [int(m.group()) for m in (re.match(r"^\d+", name) for name in os.listdir(outdir)
+                                    if os.path.isdir(os.path.join(outdir, name))) if m]
+    return os.path.join(outdir, f"{max(ids, default=-1) + 1:05d}-{desc}")
+
+
+def _network_init_kwargs(module: Any, what: str, path: str) -> Dict[str, Any]:
+    kwargs = getattr(module, "init_kwargs", None)
+    if kwargs is None:
+        raise UserError(f"{what} in '{path}' does not record its constructor arguments; it cannot be fine-tuned "
+                        "here (convert it with `stylegan-unlearn convert` first)")
+    kwargs = _plain(dict(kwargs))
+    for key in ("c_dim", "img_resolution", "img_channels"):  # filled in from the dataset by the loop
+        kwargs.pop(key, None)
+    return kwargs
+
+
+def _set_fp32(kwargs: Dict[str, Any], generator: bool) -> None:
+    target = kwargs.setdefault("synthesis_kwargs", {}) if generator and "synthesis_kwargs" in kwargs else kwargs
+    target["num_fp16_res"] = 0
+    target["conv_clamp"] = None
+
+
+def _cfg_spec(cfg: str, gpus: int, resolution: int) -> dnnlib.EasyDict:
+    ref_gpus, kimg, mb, mbstd, fmaps, lrate, gamma, ema, ramp, map_ = CFG_SPECS[cfg]
+    spec = dnnlib.EasyDict(ref_gpus=ref_gpus, kimg=kimg, mb=mb, mbstd=mbstd, fmaps=fmaps, lrate=lrate, gamma=gamma,
+                           ema=ema, ramp=ramp, map=map_)
+    if cfg == "auto":
+        spec.ref_gpus = gpus
+        spec.mb = max(min(gpus * min(4096 // resolution, 32), 64), gpus)
+        spec.mbstd = min(spec.mb // gpus, 4)
+        spec.fmaps = 1 if resolution >= 512 else 0.5
+        spec.lrate = 0.002 if resolution >= 1024 else 0.0025
+        spec.gamma = 0.0002 * (resolution ** 2) / spec.mb
+        spec.ema = spec.mb * 10 / 32
+    return spec
+
+
+def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
+    """Turn the command-line options into (run description, `training_loop` kwargs). Raises UserError."""
+    from stylegan_unlearn.data import ImageDataset, check_dataset_matches_network
+    from stylegan_unlearn.loop import snapshots
+    mode = opts.mode
+    args = dnnlib.EasyDict()
+    gpus = opts.gpus
+    if gpus < 1:
+        raise UserError("--gpus must be at least 1")
+
+    if mode != "train" and not opts.resume:
+        raise UserError(f"--mode={mode} needs --resume=PKL: the pretrained network to start from")
+    if mode in ("unlearn", "extrapolate") and not opts.adapted:
+        raise UserError(f"--mode={mode} needs at least one --adapted=PKL (a network from --mode=adapt)")
+    if mode in ("train", "adapt") and opts.adapted:
+        raise UserError(f"--adapted is only used by --mode=unlearn/extrapolate, not --mode={mode}")
+    if opts.data is None and mode != "extrapolate":
+        raise UserError(f"--mode={mode} needs --data: a dataset folder or zip "
+                        f"({'negative' if mode == 'adapt' else 'positive' if mode == 'unlearn' else 'training'} images)")
+    for path in opts.adapted:
+        if not os.path.isfile(path):
+            raise UserError(f"--adapted network '{path}' does not exist")
+
+    resume = None
+    if opts.resume:
+        if not os.path.isfile(opts.resume):
+            raise UserError(f"--resume network '{opts.resume}' does not exist; pass the path of a network pkl")
+        resume = snapshots.load_resume_pkl(opts.resume)
+
+    # Dataset.
+    if mode == "extrapolate":
+        args.mode = mode
+        args.resume_pkl = os.path.abspath(opts.resume)
+        args.adapted = [os.path.abspath(p) for p in opts.adapted]
+        args.extrapolate_gamma = opts.extrapolate_gamma
+        name = os.path.splitext(os.path.basename(opts.resume))[0]
+        return f"extrapolate-{name}-gamma{opts.extrapolate_gamma:g}" + (f"-{opts.desc}" if opts.desc else ""), args
+
+    c_dim = resume["G"].c_dim if resume is not None else None
+    args.training_set_kwargs = dnnlib.EasyDict(class_name="stylegan_unlearn.data.ImageDataset",
+                                               path=os.path.abspath(opts.data), use_labels=True, max_size=None,
+                                               xflip=False)
+    if opts.cond and c_dim:
+        args.training_set_kwargs.label_dim = int(c_dim)
+    args.training_set_kwargs.use_labels = bool(opts.cond)
+    try:
+        dataset = ImageDataset(**{k: v for k, v in args.training_set_kwargs.items() if k != "class_name"})
+        if opts.cond and not dataset.has_labels:
+            raise UserError("--cond=1 requires labels in dataset.json, but the dataset has none")
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+    args.training_set_kwargs.resolution = dataset.resolution
+    args.training_set_kwargs.max_size = len(dataset)
+    if opts.subset is not None:
+        if not 1 <= opts.subset <= len(dataset):
+            raise UserError(f"--subset must be between 1 and {len(dataset)}")
+        args.training_set_kwargs.max_size = opts.subset
+        args.training_set_kwargs.random_seed = opts.seed
+    if opts.mirror:
+        args.training_set_kwargs.xflip = True
+    desc = dataset.name + ("-cond" if opts.cond else "") + (f"-subset{opts.subset}" if opts.subset else "") + \
+        ("-mirror" if opts.mirror else "")
+
+    args.data_loader_kwargs = dnnlib.EasyDict(pin_memory=True, num_workers=opts.workers, prefetch_factor=2)
+    args.random_seed = opts.seed
+    args.anchor_to_start = mode == "adapt"
+    args.resume_G_from = "G_ema" if mode == "adapt" else "G"
+
+    # Networks and hyper-parameters.
+    fp32 = opts.fp32
+    if fp32 is None:
+        fp32 = not _cuda_in_use(opts.device)
+    if resume is not None:
+        try:
+            check_dataset_matches_network(dataset, resume["G"])
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        args.G_kwargs = dnnlib.EasyDict(class_name=GENERATOR_CLASS, **_network_init_kwargs(resume["G"], "G", opts.resume))
+        args.D_kwargs = dnnlib.EasyDict(class_name=DISCRIMINATOR_CLASS, **_network_init_kwargs(resume["D"], "D", opts.resume))
+        if fp32:
+            _set_fp32(args.G_kwargs, generator=True)
+            _set_fp32(args.D_kwargs, generator=False)
+        for option in ("cbase", "cmax", "map", "zdim", "wdim"):
+            if opts.get(option) is not None:
+                raise UserError(f"--{option} cannot change the architecture of the --resume network; drop it")
+    if mode == "train":
+        spec = _cfg_spec(opts.cfg, gpus, dataset.resolution)
+        batch, batch_gpu_default, kimg, gamma, lr = spec.mb, spec.mb // spec.ref_gpus, spec.kimg, spec.gamma, spec.lrate
+        ema_kimg, ema_rampup = spec.ema, spec.ramp
+        tick, snap = 4, 50
+        style_mixing, pl_weight = (0, 0) if opts.cfg == "cifar" else (0.9, 2)
+        if resume is None:
+            args.G_kwargs = dnnlib.EasyDict(
+                class_name=GENERATOR_CLASS, z_dim=opts.zdim or 512, w_dim=opts.wdim or 512,
+                mapping_kwargs=dnnlib.EasyDict(num_layers=opts.map if opts.map is not None else spec.map),
+                synthesis_kwargs=dnnlib.EasyDict(channel_base=opts.cbase or int(spec.fmaps * 32768),
+                                                 channel_max=opts.cmax or 512, num_fp16_res=4, conv_clamp=256))
+            args.D_kwargs = dnnlib.EasyDict(
+                class_name=DISCRIMINATOR_CLASS, block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(),
+                epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=opts.mbstd_group or spec.mbstd),
+                channel_base=opts.cbase or int(spec.fmaps * 32768), channel_max=opts.cmax or 512,
+                num_fp16_res=4, conv_clamp=256)
+            if opts.cfg == "cifar":
+                args.D_kwargs.architecture = "orig"
+            if fp32:
+                _set_fp32(args.G_kwargs, generator=True)
+                _set_fp32(args.D_kwargs, generator=False)
+        desc += f"-{opts.cfg}" + (str(gpus) if opts.cfg == "auto" else "")
+    else:
+        batch = OFFICIAL["batch"]
+        batch_gpu_default = None
+        kimg, gamma, lr = OFFICIAL["kimg"][mode], OFFICIAL["gamma"], OFFICIAL["lr"]
+        ema_kimg, ema_rampup = None, None
+        tick, snap = OFFICIAL["tick"], OFFICIAL["snap"][mode]
+        style_mixing, pl_weight = OFFICIAL["style_mixing_prob"], OFFICIAL["pl_weight"]
+    if opts.freezed:
+        args.D_kwargs.setdefault("block_kwargs", {})["freeze_layers"] = opts.freezed
+        desc += f"-freezed{opts.freezed}"
+
+    if opts.batch is not None:
+        batch = opts.batch
+        batch_gpu_default = None
+    if batch < 1 or batch % gpus != 0:
+        raise UserError(f"--batch={batch} must be a positive multiple of --gpus={gpus}")
+    args.batch_size = batch
+    args.batch_gpu = opts.batch_gpu or batch_gpu_default or batch // gpus
+    if args.batch_size % (args.batch_gpu * gpus) != 0:
+        raise UserError(f"--batch={batch} must be a multiple of --batch-gpu x --gpus = {args.batch_gpu} x {gpus}")
+    if mode != "train":
+        ema_kimg = args.batch_size * 10 / 32  # official: decay 0.5^(32/10000) per step at batch 16
+    args.ema_kimg, args.ema_rampup = ema_kimg, (None if resume is not None else ema_rampup)
+    args.G_reg_interval, args.D_reg_interval = OFFICIAL["G_reg_interval"], OFFICIAL["D_reg_interval"]
+    glr = opts.glr if opts.glr is not None else lr
+    dlr = opts.dlr if opts.dlr is not None else lr
+    args.G_opt_kwargs = dnnlib.EasyDict(class_name="torch.optim.Adam", lr=glr, betas=[0, 0.99], eps=1e-8)
+    args.D_opt_kwargs = dnnlib.EasyDict(class_name="torch.optim.Adam", lr=dlr, betas=[0, 0.99], eps=1e-8)
+    if opts.gamma is not None:
+        gamma = opts.gamma
+        desc += f"-gamma{gamma:g}"
+    args.total_kimg = opts.kimg if opts.kimg is not None else kimg
+    if opts.kimg is not None:
+        desc += f"-kimg{opts.kimg:g}"
+    if opts.batch is not None:
+        desc += f"-batch{opts.batch}"
+    args.kimg_per_tick = opts.tick if opts.tick is not None else tick
+    args.image_snapshot_ticks = args.network_snapshot_ticks = opts.snap if opts.snap is not None else snap
+    if args.total_kimg <= 0 or args.kimg_per_tick <= 0 or args.network_snapshot_ticks < 1:
+        raise UserError("--kimg and --tick must be positive and --snap at least 1")
+
+    # Loss.
+    args.loss_kwargs = dnnlib.EasyDict(class_name="training_hooks.StyleGAN2Loss", r1_gamma=gamma,
+                                       style_mixing_prob=style_mixing, pl_weight=pl_weight)
+    if mode == "adapt":
+        args.loss_kwargs.update(class_name="training_hooks.EWCLoss", ewc_lambda=opts.ewc_lambda,
+                                fisher_samples=opts.fisher_samples, params=opts.params)
+        desc += f"-ewc{opts.ewc_lambda:g}"
+    elif mode == "unlearn":
+        args.loss_kwargs.update(class_name="training_hooks.RepulsionLoss",
+                                adapted=[os.path.abspath(p) for p in opts.adapted], repulsion=opts.repulsion,
+                                distance=opts.distance, params=opts.params)
+        if opts.repulsion_weight is not None:
+            args.loss_kwargs.repulsion_weight = opts.repulsion_weight
+        if opts.alpha is not None:
+            args.loss_kwargs.alpha = opts.alpha
+        desc += f"-{opts.repulsion}-k{len(opts.adapted)}"
+
+    # Augmentation.
+    args.augment_kwargs = None
+    args.augment_p = 0
+    args.ada_target = None
+    if opts.aug != "noaug":
+        names = [n.strip() for n in opts.augpipe.split(",") if n.strip()]
+        unknown = [n for n in names if n not in AUGPIPE_CHOICES]
+        if unknown or not names:
+            raise UserError(f"--augpipe takes a comma list of {', '.join(AUGPIPE_CHOICES)}; got '{opts.augpipe}'")
+        args.augment_kwargs = dnnlib.EasyDict(class_name=AUGMENT_CLASS, **{n: 0 for n in AUGPIPE_CHOICES})
+        args.augment_kwargs.update({n: 1 for n in names})
+        desc += f"-{opts.aug}"
+        if opts.aug == "fixed":
+            if opts.p is None:
+                raise UserError("--aug=fixed needs --p (the augmentation probability)")
+            args.augment_p = opts.p
+        else:
+            args.ada_target = opts.target if opts.target is not None else 0.6
+            args.ada_kimg = 100 if resume is not None else 500
+    elif opts.p is not None or opts.target is not None:
+        raise UserError("--p and --target need --aug=fixed or --aug=ada")
+
+    if resume is not None:
+        args.resume_pkl = os.path.abspath(opts.resume)
+        desc += "-resumecustom" if mode == "train" else ""
+    if opts.desc:
+        desc += f"-{opts.desc}"
+    return f"{mode}-{desc}", args
+
+
+def _cuda_in_use(device: Optional[str]) -> bool:
+    import torch
+    return (device or "auto") != "cpu" and torch.cuda.is_available()
+
+
+def _run_extrapolate(args: dnnlib.EasyDict, run_dir: str) -> str:
+    from stylegan_unlearn.extrapolate import extrapolate
+    from stylegan_unlearn.pkl import save_network_pkl
+    from stylegan_unlearn.loop import snapshots
+    pretrained = snapshots.load_resume_pkl(args.resume_pkl)
+    adapted = [snapshots.load_resume_pkl(p) for p in args.adapted]
+    result = extrapolate(pretrained, adapted, gamma=args.extrapolate_gamma)
+    path = os.path.join(run_dir, f"extrapolated-gamma{args.extrapolate_gamma:g}.pkl")
+    save_network_pkl(path, result)
+    return path
+
+
+def _print_dry_run(run_dir: str, args: dnnlib.EasyDict) -> None:
+    print("Training options:")
+    print(json.dumps(_plain(args), indent=2))
+    print()
+    print(f"Output directory:   {run_dir}")
+    if "training_set_kwargs" in args:
+        print(f"Training data:      {args.training_set_kwargs.path}")
+        print(f"Training duration:  {args.total_kimg:g} kimg")
+        print(f"Number of images:   {args.training_set_kwargs.max_size}")
+        print(f"Image resolution:   {args.training_set_kwargs.resolution}")
+        print(f"Conditional model:  {args.training_set_kwargs.use_labels}")
+        print(f"Dataset x-flips:    {args.training_set_kwargs.xflip}")
+    print()
+
+
+def run_training(opts: dnnlib.EasyDict) -> str:
+    """Validate options, create the run directory and train; returns the run directory."""
+    from stylegan_unlearn.loop.launch import choose_device_type, launch_training, torchrun_environment
+    desc, args = build_training_options(opts)
+    device_type = choose_device_type(opts.device, opts.gpus) if args.get("mode") != "extrapolate" else "cpu"
+    env = torchrun_environment()
+    rank = env["rank"] if env else 0
+
+    if not os.path.isdir(opts.outdir):
+        if opts.dry_run:
+            run_dir = os.path.join(opts.outdir, f"00000-{desc}")
+        else:
+            os.makedirs(opts.outdir, exist_ok=True)
+    if os.path.isdir(opts.outdir):
+        run_dir = _next_run_dir(opts.outdir, desc)
+    if env is not None and env["world_size"] > 1:
+        import torch
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        if device_type == "cuda":
+            torch.cuda.set_device(env["local_rank"])
+        torch.distributed.init_process_group(backend=backend, init_method="env://")
+        shared = [run_dir]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        run_dir = shared[0]
+
+    if opts.dry_run:
+        if rank == 0:
+            _print_dry_run(run_dir, args)
+            print("Dry run; exiting.")
+        return run_dir
+
+    if rank == 0:
+        _print_dry_run(run_dir, args)
+        print("Creating output directory...")
+        os.makedirs(run_dir, exist_ok=False)
+        from stylegan_unlearn.fileio import atomic_write_text
+        atomic_write_text(os.path.join(run_dir, "training_options.json"),
+                          json.dumps(dict(_plain(args), mode=opts.mode, num_gpus=opts.gpus), indent=2))
+    if env is not None and env["world_size"] > 1:
+        import torch
+        torch.distributed.barrier()
+
+    if args.get("mode") == "extrapolate":
+        path = _run_extrapolate(args, run_dir)
+        print(f"Wrote {path}")
+        return run_dir
+
+    args.run_dir = run_dir
+    if opts.mode == "adapt":
+        args.loss_kwargs.fisher_cache = os.path.join(run_dir, "fisher.pt")
+    print("Launching processes...")
+    launch_training(dict(args), num_gpus=opts.gpus, device_type=device_type)
+    return run_dir
+
+
+@click.command("train", context_settings=dict(help_option_names=["-h", "--help"]))
+@click.option("--outdir", help="Where to make the run directory", required=True, metavar="DIR")
+@click.option("--mode", type=click.Choice(MODES), default="train", show_default=True,
+              help="train, adapt (Stage 1, EWC), unlearn (Stage 2, repulsion) or extrapolate (baseline)")
+@click.option("--data", help="Training data: folder or zip (negatives for adapt, positives for unlearn)",
+              metavar="PATH")
+@click.option("--resume", help="Network pkl to start from (required by adapt/unlearn/extrapolate)", metavar="PKL")
+@click.option("--adapted", multiple=True, help="Adapted network pkl (repeatable; unlearn/extrapolate)", metavar="PKL")
+@click.option("--gpus", type=int, default=1, show_default=True,
+              help="Number of GPUs (on CPU: number of processes)", metavar="INT")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
+              help="Where to train")
+@click.option("--batch", type=int, help="Total batch size", metavar="INT")
+@click.option("--batch-gpu", type=int, help="Images per GPU per accumulation round", metavar="INT")
+@click.option("--kimg", type=float, help="Training duration in thousands of images", metavar="KIMG")
+@click.option("--tick", type=float, help="Thousands of images per progress line", metavar="KIMG")
+@click.option("--snap", type=int, help="Snapshot interval in ticks", metavar="TICKS")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed", metavar="INT")
+@click.option("--cond", type=bool, default=False, show_default=True, help="Train a conditional model (labels)")
+@click.option("--subset", type=int, help="Train on only N images", metavar="INT")
+@click.option("--mirror", type=bool, default=False, show_default=True, help="Add x-flipped copies of the data")
+@click.option("--cfg", type=click.Choice(list(CFG_SPECS)), default="auto", show_default=True,
+              help="Base configuration (train mode)")
+@click.option("--gamma", type=float, help="R1 regularisation weight", metavar="FLOAT")
+@click.option("--glr", type=float, help="Generator learning rate", metavar="FLOAT")
+@click.option("--dlr", type=float, help="Discriminator learning rate", metavar="FLOAT")
+@click.option("--aug", type=click.Choice(["noaug", "fixed", "ada"]), default="noaug", show_default=True,
+              help="Differentiable augmentation of D's inputs (translation, cutout, colour)")
+@click.option("--p", type=float, help="Augmentation probability for --aug=fixed", metavar="FLOAT")
+@click.option("--target", type=float, help="ADA target for --aug=ada [default: 0.6]", metavar="FLOAT")
+@click.option("--augpipe", default="translation,cutout,color", show_default=True,
+              help="Comma list of xflip, translation, cutout, color")
+@click.option("--freezed", type=int, default=0, show_default=True, help="Freeze the first D layers", metavar="INT")
+@click.option("--fp32", type=bool, default=None, help="Disable mixed precision [default: on CPU only]")
+@click.option("--workers", type=int, default=3, show_default=True, help="DataLoader worker processes",
+              metavar="INT")
+@click.option("--cbase", type=int, help="Capacity multiplier channel_base (train mode)", metavar="INT")
+@click.option("--cmax", type=int, help="Max. feature maps channel_max (train mode)", metavar="INT")
+@click.option("--map", type=int, help="Mapping network depth (train mode)", metavar="INT")
+@click.option("--zdim", type=int, help="Latent z dimension (train mode) [default: 512]", metavar="INT")
+@click.option("--wdim", type=int, help="Intermediate w dimension (train mode) [default: 512]", metavar="INT")
+@click.option("--mbstd-group", type=int, help="Minibatch-std group size (train mode)", metavar="INT")
+@click.option("--ewc-lambda", type=float, default=5e8, show_default=True, help="EWC weight λ (adapt)")
+@click.option("--fisher-samples", type=int, default=32, show_default=True, help="Samples for the Fisher (adapt)")
+@click.option("--params", type=click.Choice(["synthesis", "all"]), default="synthesis", show_default=True,
+              help="Generator parameters under EWC / repulsion")
+@click.option("--repulsion", type=click.Choice(["il2", "nl2", "el2"]), default="el2", show_default=True,
+              help="Repulsion form (unlearn)")
+@click.option("--repulsion-weight", type=float, help="Repulsion weight γ (unlearn) [default: the form's]")
+@click.option("--alpha", type=float, help="EL2 sharpness α (unlearn) [default: the form's]")
+@click.option("--distance", type=click.Choice(["l2", "tensor-mean"]), default="l2", show_default=True,
+              help="Parameter distance for the repulsion (unlearn)")
+@click.option("--extrapolate-gamma", type=float, default=1.0, show_default=True,
+              help="γ of θ_G + γ(θ_G − mean θ_N) (extrapolate)")
+@click.option("--desc", help="String to append to the run directory name", metavar="STR")
+@click.option("-n", "--dry-run", is_flag=True, help="Print the options and exit")
+def train_command(**kwargs) -> None:
+    """Train a StyleGAN2 network, adapt it to negatives, unlearn them, or extrapolate (see --mode)."""
+    from stylegan_unlearn.loop.launch import LaunchError
+    from stylegan_unlearn.loop.training_loop import NonFiniteError
+    opts = dnnlib.EasyDict(kwargs)
+    opts.adapted = list(opts.adapted)
+    try:
+        run_training(opts)
+    except (UserError, ValueError, FileNotFoundError, LaunchError, NonFiniteError) as err:
+        raise click.ClickException(str(err)) from None
+    except OSError as err:
+        raise click.ClickException(f"{err.strerror or err}: {err.filename or ''}".strip(": ")) from None
+
+
+if __name__ == "__main__":
+    train_command()
