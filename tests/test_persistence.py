@@ -1,5 +1,6 @@
 """torch_utils.persistence: golden reference pickle, round trips, deepcopy, import hooks, errors."""
 import copy
+import io
 import json
 import pickle
 import pickletools
@@ -136,6 +137,17 @@ def test_reduce_format_and_source_stored_once(persist_module):
     assert _first_global(blob) == ("torch_utils.persistence", "_reconstruct_persistent_obj")
     assert persist_module.__name__.encode() not in blob  # the class travels as source, not by reference
     assert blob.count(b"def double(x):") == 1
+    referenced = set()
+
+    class RecordingUnpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            referenced.add((module, name))
+            return super().find_class(module, name)
+
+    RecordingUnpickler(io.BytesIO(blob)).load()
+    assert ("torch_utils.persistence", "_reconstruct_persistent_obj") in referenced
+    allowed = ("torch.", "collections", "torch_utils.persistence")  # what the reference environment has too
+    assert all(module.startswith(allowed) for module, _ in referenced), referenced
     assert net.a.init_kwargs == {"scale": 0.5} and net.a.init_args == (3, 3)
 
 
