@@ -101,6 +101,7 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     from stylegan_unlearn.loop import snapshots
     mode = opts.mode
     args = dnnlib.EasyDict()
+    params = opts.params or ("synthesis" if mode == "adapt" else "all")
     gpus = opts.gpus
     if gpus < 1:
         raise UserError("--gpus must be at least 1")
@@ -130,6 +131,7 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
         args.resume_pkl = os.path.abspath(opts.resume)
         args.adapted = [os.path.abspath(p) for p in opts.adapted]
         args.extrapolate_gamma = opts.extrapolate_gamma
+        args.params = params
         name = os.path.splitext(os.path.basename(opts.resume))[0]
         return f"extrapolate-{name}-gamma{opts.extrapolate_gamma:g}" + (f"-{opts.desc}" if opts.desc else ""), args
 
@@ -249,12 +251,12 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
                                        style_mixing_prob=style_mixing, pl_weight=pl_weight)
     if mode == "adapt":
         args.loss_kwargs.update(class_name="training_hooks.EWCLoss", ewc_lambda=opts.ewc_lambda,
-                                fisher_samples=opts.fisher_samples, params=opts.params)
-        desc += f"-ewc{opts.ewc_lambda:g}"
+                                fisher_samples=opts.fisher_samples, params=params)
+        desc += "-ewc" + f"{opts.ewc_lambda:g}".replace("+", "")
     elif mode == "unlearn":
         args.loss_kwargs.update(class_name="training_hooks.RepulsionLoss",
                                 adapted=[os.path.abspath(p) for p in opts.adapted], repulsion=opts.repulsion,
-                                distance=opts.distance, params=opts.params)
+                                distance=opts.distance, params=params)
         if opts.repulsion_weight is not None:
             args.loss_kwargs.repulsion_weight = opts.repulsion_weight
         if opts.alpha is not None:
@@ -302,7 +304,7 @@ def _run_extrapolate(args: dnnlib.EasyDict, run_dir: str) -> str:
     from stylegan_unlearn.loop import snapshots
     pretrained = snapshots.load_resume_pkl(args.resume_pkl)
     adapted = [snapshots.load_resume_pkl(p) for p in args.adapted]
-    result = extrapolate(pretrained, adapted, gamma=args.extrapolate_gamma)
+    result = extrapolate(pretrained, adapted, args.extrapolate_gamma, params=args.params)
     path = os.path.join(run_dir, f"extrapolated-gamma{args.extrapolate_gamma:g}.pkl")
     save_network_pkl(path, result)
     return path
@@ -422,14 +424,16 @@ def run_training(opts: dnnlib.EasyDict) -> str:
 @click.option("--mbstd-group", type=int, help="Minibatch-std group size (train mode)", metavar="INT")
 @click.option("--ewc-lambda", type=float, default=5e8, show_default=True, help="EWC weight λ (adapt)")
 @click.option("--fisher-samples", type=int, default=32, show_default=True, help="Samples for the Fisher (adapt)")
-@click.option("--params", type=click.Choice(["synthesis", "all"]), default="synthesis", show_default=True,
-              help="Generator parameters under EWC / repulsion")
+@click.option("--params", type=click.Choice(["synthesis", "all"]),
+              help="Generator parameters under EWC / repulsion / extrapolation "
+                   "[default: synthesis for adapt, all otherwise, as in the official code]")
 @click.option("--repulsion", type=click.Choice(["il2", "nl2", "el2"]), default="el2", show_default=True,
               help="Repulsion form (unlearn)")
 @click.option("--repulsion-weight", type=float, help="Repulsion weight γ (unlearn) [default: the form's]")
 @click.option("--alpha", type=float, help="EL2 sharpness α (unlearn) [default: the form's]")
-@click.option("--distance", type=click.Choice(["l2", "tensor-mean"]), default="l2", show_default=True,
-              help="Parameter distance for the repulsion (unlearn)")
+@click.option("--distance", type=click.Choice(["l2", "tensor-mean"]), default="tensor-mean", show_default=True,
+              help="Parameter distance for the repulsion (unlearn): l2 = paper's sum of squares, "
+                   "tensor-mean = official code's mean of per-tensor mean squares")
 @click.option("--extrapolate-gamma", type=float, default=1.0, show_default=True,
               help="γ of θ_G + γ(θ_G − mean θ_N) (extrapolate)")
 @click.option("--desc", help="String to append to the run directory name", metavar="STR")

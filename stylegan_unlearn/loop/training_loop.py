@@ -150,6 +150,11 @@ def _copy_strict(src: torch.nn.Module, dst: torch.nn.Module, what: str, rank: in
     misc.copy_params_and_buffers(src, dst, require_all=False)
 
 
+def _run_key(training_set_kwargs: dict, loss_kwargs: dict) -> Dict[str, Any]:
+    """What must match for a sidecar to continue a run rather than seed a new one: loss class and data."""
+    return dict(loss=loss_kwargs.get("class_name"), data=os.path.abspath(str(training_set_kwargs.get("path", ""))))
+
+
 def _cpu_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
@@ -237,10 +242,15 @@ def training_loop(
         raise ValueError(f"resume_G_from must be 'G' or 'G_ema', got {resume_G_from!r}")
 
     # Resume state first: it decides where counters and samplers start.
-    resume_data, resume_state = None, None
+    resume_data, resume_state, has_sidecar = None, None, False
     if resume_pkl is not None:
         resume_data = snapshots.load_resume_pkl(resume_pkl)
         resume_state = snapshots.load_sidecar(resume_pkl)
+        has_sidecar = resume_state is not None
+        if resume_state is not None and resume_state.get("run_key") != _run_key(training_set_kwargs, loss_kwargs):
+            _log(rank, f"'{resume_pkl}' was saved by a run with another loss or dataset; "
+                       "starting a new run from its weights at kimg 0")
+            resume_state = None
     cur_nimg = int(resume_state["cur_nimg"]) if resume_state else 0
     if resume_state:  # a different stream of randomness than the first run's, but reproducible
         np.random.seed((seed + cur_nimg) % (1 << 31))
@@ -278,7 +288,7 @@ def training_loop(
         _copy_strict(resume_data["G_ema"], G_ema, "G_ema", rank)
         if resume_state:
             _log(rank, f"Continuing at kimg {cur_nimg / 1000:.3f} with the saved optimizer and loss state")
-        else:
+        elif not has_sidecar:
             _log(rank, "The pkl has no resume state (no optimizer state, e.g. an official pkl): "
                        "optimizers start fresh at kimg 0")
         del resume_data
@@ -372,6 +382,7 @@ def training_loop(
                      loss=_loss_state(loss),
                      augment_p=float(augment_pipe.p) if augment_pipe is not None else None,
                      initial_networks=initial_networks,
+                     run_key=_run_key(training_set_kwargs, loss_kwargs),
                      random_seed=random_seed, batch_size=batch_size, num_gpus=num_gpus)
         path = snapshots.snapshot_path(run_dir, cur_nimg)
         snapshots.save_snapshot(path, data, state)
