@@ -196,3 +196,131 @@ def test_resize_reaches_the_classifier():
 def test_classifier_bad_output_shape():
     with pytest.raises(ValueError, match=r"returned shape \[3\] for 2 images"):
         Classifier(lambda x: torch.zeros(3)).has_feature(torch.zeros([2, 3, 8, 8]))
+
+
+# ------------------------------------------------------------------------------------------ collect
+
+def run_cli(args, expect_ok: bool = True):
+    from stylegan_unlearn.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if expect_ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory) -> str:
+    return tiny_network_pkl(tmp_path_factory.mktemp("net") / "net.pkl")
+
+
+def _reference_images(network_pkl: str, seeds, class_idx=None) -> torch.Tensor:
+    """Images straight from the generator, with z drawn as the reference generate.py does."""
+    from stylegan_unlearn.pkl import load_generator
+
+    G = load_generator(network_pkl)
+    z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in seeds])).float()
+    c = torch.zeros([len(seeds), G.c_dim])
+    for i, s in enumerate(seeds):
+        if G.c_dim:
+            c[i, s % G.c_dim if class_idx is None else class_idx] = 1
+    with torch.no_grad():
+        return G(z, c, noise_mode="const", force_fp32=True)
+
+
+def _load_zip(path: Path, use_labels: bool = False, label_dim=None):
+    from stylegan_unlearn.data import ImageDataset
+
+    dataset = ImageDataset(str(path), use_labels=use_labels, label_dim=label_dim)
+    images = np.stack([dataset[i][0] for i in range(len(dataset))])
+    labels = np.stack([dataset[i][1] for i in range(len(dataset))])
+    return dataset, images, labels
+
+
+def test_collect_by_classifier(tmp_path, network, standins):
+    seeds = list(range(12))
+    scores = 10 * _reference_images(network, seeds).clamp(-1, 1).mean(dim=[1, 2, 3])
+    threshold = float(scores.median())
+    expected_negatives = [s for s, v in zip(seeds, scores.tolist()) if v >= threshold]
+    out = tmp_path / "collected"
+    run_cli(["collect", "--network", network, "--seeds", "0-11", "--classifier", standins["classifier"],
+             "--threshold", threshold, "--outdir", out, "--device", "cpu", "--batch", 5])
+    summary = json.loads((out / "collect.json").read_text())
+    from stylegan_unlearn.cliutil import parse_int_ranges
+
+    assert parse_int_ranges(summary["negatives"]["seeds"]) == expected_negatives
+    assert sorted(parse_int_ranges(summary["positives"]["seeds"]) + expected_negatives) == seeds
+    assert summary["decided_by"] == "classifier" and summary["classifier"]["threshold"] == threshold
+    for kind, count in (("negatives", len(expected_negatives)), ("positives", 12 - len(expected_negatives))):
+        dataset, images, _labels = _load_zip(out / f"{kind}.zip")
+        assert len(dataset) == count == summary[kind]["count"]
+        assert dataset.image_shape == [3, 16, 16]
+        assert (out / f"{kind}.png").stat().st_size > 0
+    _dataset, images, _labels = _load_zip(out / "negatives.zip")
+    first = _reference_images(network, expected_negatives[:1])
+    expected_pixels = (first * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].numpy()
+    np.testing.assert_array_equal(images[0], expected_pixels)
+
+
+def test_collect_by_picked_seeds(tmp_path, network):
+    out = tmp_path / "picked"
+    run_cli(["collect", "--network", network, "--seeds", "0-9", "--negative-seeds", "3,17,5-6",
+             "--outdir", out, "--device", "cpu"])
+    summary = json.loads((out / "collect.json").read_text())
+    assert summary["negatives"]["seeds"] == "3,5-6,17"  # generation order: --seeds, then other picked seeds
+    assert summary["positives"]["seeds"] == "0-2,4,7-9"
+    negatives, neg_images, _ = _load_zip(out / "negatives.zip")
+    positives, _, _ = _load_zip(out / "positives.zip")
+    assert (len(negatives), len(positives)) == (4, 7)
+    expected = (_reference_images(network, [17]) * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].numpy()
+    np.testing.assert_array_equal(neg_images[3], expected)
+
+
+def test_collect_conditional_network_writes_labels(tmp_path):
+    network = tiny_network_pkl(tmp_path / "cond.pkl", c_dim=3, resolution=8, channels=1)
+    out = tmp_path / "cond"
+    run_cli(["collect", "--network", network, "--seeds", "0-5", "--negative-seeds", "1,4",
+             "--outdir", out, "--device", "cpu"])
+    negatives, images, labels = _load_zip(out / "negatives.zip", use_labels=True, label_dim=3)
+    assert negatives.image_shape == [1, 8, 8]
+    np.testing.assert_array_equal(labels, np.eye(3, dtype=np.float32)[[1, 1]])  # seeds 1 and 4 → class s % 3
+    _positives, _images, labels = _load_zip(out / "positives.zip", use_labels=True, label_dim=3)
+    np.testing.assert_array_equal(labels.argmax(1), [0, 2, 0, 2])  # seeds 0, 2, 3, 5
+
+
+def test_collect_user_folders_are_converted(tmp_path, network):
+    from PIL import Image
+
+    negatives_dir, positives_dir = tmp_path / "neg", tmp_path / "pos"
+    negatives_dir.mkdir(); positives_dir.mkdir()
+    Image.new("RGBA", (30, 20), (255, 0, 0, 255)).save(negatives_dir / "a.png")
+    Image.new("L", (16, 16), 77).save(negatives_dir / "b.png")
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(positives_dir / "c.png")
+    (positives_dir / "notes.txt").write_text("not an image")
+    out = tmp_path / "folders"
+    run_cli(["collect", "--network", network, "--negatives-dir", negatives_dir, "--positives-dir", positives_dir,
+             "--outdir", out, "--device", "cpu"])
+    summary = json.loads((out / "collect.json").read_text())
+    assert summary["negatives"]["converted_files"] == 2 and summary["positives"]["converted_files"] == 0
+    _ds, images, _ = _load_zip(out / "negatives.zip")
+    assert images.shape == (2, 3, 16, 16)
+    assert images[0, :, 8, 8].tolist() == [255, 0, 0] and images[1, :, 8, 8].tolist() == [77, 77, 77]
+    _ds, images, _ = _load_zip(out / "positives.zip")
+    assert images[0, :, 0, 0].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seeds", "0-3"], "needs a way to split them"),
+    (["--seeds", "0-3", "--negative-seeds", "1", "--classifier", "x.pt"], "not both"),
+    (["--classifier", "x.pt"], "needs --seeds"),
+    ([], "nothing to collect"),
+])
+def test_collect_usage_errors(tmp_path, network, extra, message):
+    result = run_cli(["collect", "--network", network, "--outdir", tmp_path / "o", *extra], expect_ok=False)
+    assert result.exit_code != 0 and message in result.output
+
+
+def test_collect_missing_network_is_one_clear_line(tmp_path):
+    result = run_cli(["collect", "--network", tmp_path / "none.pkl", "--seeds", "0", "--negative-seeds", "0",
+                      "--outdir", tmp_path / "o", "--device", "cpu"], expect_ok=False)
+    assert result.exit_code == 1 and "none.pkl" in result.output and "Traceback" not in result.output

@@ -1,0 +1,315 @@
+"""`stylegan-unlearn collect`: negative and positive samples as reference-format dataset zips.
+
+Adapt-then-Unlearn needs negatives (samples with the feature to remove; stage 1 adapts to them) and
+positives (samples without it; stage 2 trains on them). They come from any mix of:
+  * generated samples over `--seeds`, split by a classifier (`--classifier`), or by the seeds a user
+    picked from a `generate` contact sheet (`--negative-seeds`; the other `--seeds` are positives);
+  * folders of the user's own images (`--negatives-dir`, `--positives-dir`), converted to the
+    network's resolution (centre crop + Lanczos) and channel count.
+Outputs in `--outdir`: `negatives.zip`, `positives.zip` (with `dataset.json`, class labels for
+conditional networks), `negatives.png` / `positives.png` contact sheets captioned with seeds or
+file names, and `collect.json` listing what went where. A set with no images is not written.
+"""
+import json
+import os
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import click
+import numpy as np
+import torch
+from PIL import Image
+
+from stylegan_unlearn.cliutil import IntRanges
+
+__all__ = ["collect_command", "collect_samples", "load_image_folder", "resolve_device", "format_int_ranges"]
+
+SHEET_LIMIT = 256  # contact sheets show at most this many images
+
+
+def format_int_ranges(values: Sequence[int]) -> str:
+    """[0, 1, 2, 3, 7, 9, 10] → '0-3,7,9-10' (the inverse of `cliutil.parse_int_ranges`, order kept)."""
+    parts: List[str] = []
+    values = [int(v) for v in values]
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        parts.append(str(values[i]) if j == i else f"{values[i]}-{values[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → CUDA when available, else CPU; otherwise the named device (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise click.BadParameter(f"'{name}' is not a device name ({err}); use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("CUDA was requested but is not available on this machine; use --device cpu")
+    return device
+
+
+def load_network(path: str, device: torch.device) -> torch.nn.Module:
+    """The generator (`G_ema`) of a network pkl, in eval mode on `device`, with clear errors."""
+    from stylegan_unlearn.pkl import load_generator
+
+    try:
+        G = load_generator(path, device=device)
+    except (FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    return G.eval().requires_grad_(False)
+
+
+# ------------------------------------------------------------------------------------------ user images
+
+def _image_files(folder: str) -> List[str]:
+    Image.init()
+    extensions = {ext.lower() for ext in Image.EXTENSION}
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for fname in files:
+            if os.path.splitext(fname)[1].lower() in extensions:
+                found.append(os.path.relpath(os.path.join(root, fname), folder).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def _convert(image: Image.Image, resolution: int, channels: int) -> Tuple[np.ndarray, bool]:
+    """HWC uint8 at the network's format, and whether anything had to change."""
+    changed = False
+    mode = "L" if channels == 1 else "RGB"
+    if image.mode != mode:
+        if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
+            black = Image.new("RGBA", image.size, (0, 0, 0, 255))
+            image = Image.alpha_composite(black, image.convert("RGBA"))
+        image = image.convert(mode)
+        changed = True
+    width, height = image.size
+    if width != height:
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+        changed = True
+    if image.size != (resolution, resolution):
+        image = image.resize((resolution, resolution), Image.LANCZOS)
+        changed = True
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return array, changed
+
+
+def load_image_folder(folder: str, resolution: int, channels: int) -> Tuple[np.ndarray, List[str], int]:
+    """All images of a folder (recursive, sorted) as uint8 NHWC at the network's format.
+
+    Returns (images, relative file names, number of images that were converted). Non-square images
+    are centre-cropped; alpha is composited over black.
+    """
+    if not os.path.isdir(folder):
+        raise click.ClickException(f"image folder '{folder}' does not exist or is not a folder")
+    names = _image_files(folder)
+    if not names:
+        raise click.ClickException(f"image folder '{folder}' contains no images (PNG, JPEG, ...)")
+    arrays, converted = [], 0
+    for name in names:
+        try:
+            with Image.open(os.path.join(folder, name)) as image:
+                image.load()
+                array, changed = _convert(image, resolution, channels)
+        except (OSError, ValueError, SyntaxError) as err:
+            raise click.ClickException(f"cannot read image '{name}' in '{folder}' ({err}); fix or remove it") from None
+        arrays.append(array)
+        converted += int(changed)
+    return np.stack(arrays), names, converted
+
+
+# ------------------------------------------------------------------------------------------ collection
+
+class SampleSet:
+    """Images of one set (negatives or positives) with their provenance."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.images: List[np.ndarray] = []
+        self.captions: List[str] = []
+        self.labels: List[Optional[int]] = []
+        self.seeds: List[int] = []
+        self.files: List[str] = []
+        self.converted = 0
+
+    def add_generated(self, image: np.ndarray, seed: int, label: Optional[int]) -> None:
+        self.images.append(image)
+        self.captions.append(f"seed {seed}")
+        self.labels.append(label)
+        self.seeds.append(int(seed))
+
+    def add_folder(self, folder: str, images: np.ndarray, names: Sequence[str], converted: int,
+                   label: Optional[int]) -> None:
+        for image, name in zip(images, names):
+            self.images.append(image)
+            self.captions.append(os.path.basename(name)[:18])
+            self.labels.append(label)
+            self.files.append(os.path.join(folder, name))
+        self.converted += converted
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def collect_samples(G: torch.nn.Module, seeds: Sequence[int], decide, batch_size: int = 16,
+                    truncation_psi: float = 1.0, noise_mode: str = "const", class_idx: Optional[int] = None,
+                    device: torch.device = torch.device("cpu")) -> Tuple[SampleSet, SampleSet]:
+    """Generate `seeds` and split them with `decide(seeds, images) -> bool [N]` (True = negative)."""
+    from stylegan_unlearn.metrics.sampling import generate_images, quantize, seed_classes
+
+    negatives, positives = SampleSet("negatives"), SampleSet("positives")
+    classes = dict(zip(seeds, seed_classes(seeds, int(G.c_dim), class_idx)))
+    for batch_seeds, images in generate_images(G, seeds, batch_size=batch_size, truncation_psi=truncation_psi,
+                                               noise_mode=noise_mode, class_idx=class_idx, device=device):
+        flags = np.asarray(decide(batch_seeds, images), dtype=bool)
+        pixels = quantize(images).permute(0, 2, 3, 1).numpy()
+        for seed, flag, image in zip(batch_seeds, flags, pixels):
+            (negatives if flag else positives).add_generated(image, seed, classes[seed])
+    return negatives, positives
+
+
+def _write_set(sample_set: SampleSet, outdir: str, conditional: bool) -> Optional[Dict]:
+    from stylegan_unlearn.data import write_image_dataset
+    from stylegan_unlearn.images import save_contact_sheet
+
+    summary = {"count": len(sample_set), "seeds": format_int_ranges(sample_set.seeds), "files": sample_set.files,
+               "converted_files": sample_set.converted, "zip": None, "contact_sheet": None}
+    if not len(sample_set):
+        return summary
+    images = np.stack(sample_set.images)
+    labels = sample_set.labels if conditional else None
+    zip_name, sheet_name = f"{sample_set.kind}.zip", f"{sample_set.kind}.png"
+    write_image_dataset(os.path.join(outdir, zip_name), images, labels=labels)
+    shown = min(len(sample_set), SHEET_LIMIT)
+    save_contact_sheet(images[:shown], sample_set.captions[:shown], os.path.join(outdir, sheet_name))
+    summary.update(zip=zip_name, contact_sheet=sheet_name, contact_sheet_shows=shown)
+    if conditional:
+        summary["class_counts"] = {str(c): sample_set.labels.count(c) for c in sorted(set(sample_set.labels))}
+    return summary
+
+
+@click.command("collect")
+@click.option("--network", "network_pkl", required=True, help="Network pkl (its G_ema generates the samples).")
+@click.option("--seeds", type=IntRanges(), default=None, help="Seeds to generate and sort, e.g. '0-999'.")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where to write the zips and sheets.")
+@click.option("--classifier", default=None, help="TorchScript file or 'module:function' that spots the feature.")
+@click.option("--target-class", type=int, default=None, help="Which classifier output is the feature.")
+@click.option("--threshold", type=float, default=None,
+              help="Score at or above which an image has the feature (default: logit 0, or arg-max for class logits).")
+@click.option("--resize", default=None, help="Resize images for the classifier: '224' or 'WxH'.")
+@click.option("--negative-seeds", type=IntRanges(), default=None,
+              help="Seeds you picked as having the feature, e.g. '3,17,40-45'; other --seeds become positives.")
+@click.option("--negatives-dir", default=None, type=click.Path(), help="Folder of your own images with the feature.")
+@click.option("--positives-dir", default=None, type=click.Path(), help="Folder of your own images without it.")
+@click.option("--class", "class_idx", type=int, default=None,
+              help="Class for conditional networks (default: seed % c_dim; labels user images).")
+@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
+@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+def collect_command(network_pkl, seeds, outdir, classifier, target_class, threshold, resize, negative_seeds,
+                    negatives_dir, positives_dir, class_idx, truncation_psi, noise_mode, batch_size, device):
+    """Collect negatives (with the feature) and positives (without) as dataset zips.
+
+    \b
+    By classifier:  stylegan-unlearn collect --network net.pkl --seeds 0-999 --classifier glasses.pt --outdir out
+    By picked seeds: stylegan-unlearn collect --network net.pkl --seeds 0-63 --negative-seeds 3,17,40-45 --outdir out
+    From your images: stylegan-unlearn collect --network net.pkl --negatives-dir mine/ --seeds 0-999 --classifier c.pt --outdir out
+    """
+    started = time.time()
+    if classifier and negative_seeds:
+        raise click.UsageError("give either --classifier or --negative-seeds, not both")
+    if seeds and not (classifier or negative_seeds):
+        raise click.UsageError("--seeds needs a way to split them: --classifier SPEC or --negative-seeds LIST")
+    if classifier and not seeds:
+        raise click.UsageError("--classifier needs --seeds to generate samples to classify, e.g. --seeds 0-999")
+    if not (seeds or negative_seeds or negatives_dir or positives_dir):
+        raise click.UsageError("nothing to collect: give --seeds with --classifier or --negative-seeds, "
+                               "or --negatives-dir / --positives-dir")
+    if not classifier and any(v is not None for v in (target_class, threshold, resize)):
+        raise click.UsageError("--target-class, --threshold and --resize only apply with --classifier")
+
+    device = resolve_device(device)
+    G = load_network(network_pkl, device)
+    resolution, channels, c_dim = int(G.img_resolution), int(G.img_channels), int(G.c_dim)
+    conditional = c_dim > 0
+    if conditional and (negatives_dir or positives_dir) and class_idx is None:
+        raise click.UsageError(f"the network is conditional (c_dim={c_dim}): pass --class K to label your images")
+
+    all_seeds: List[int] = []
+    decided_by = "folders"
+    decide = None
+    judge = None
+    if classifier:
+        from stylegan_unlearn.classifier import load_classifier
+
+        try:
+            judge = load_classifier(classifier, target_class=target_class, threshold=threshold, resize=resize,
+                                    device=device)
+        except (FileNotFoundError, ValueError) as err:
+            raise click.ClickException(str(err)) from None
+        all_seeds = list(dict.fromkeys(seeds))
+        decided_by = "classifier"
+        decide = lambda _seeds, images: judge.has_feature(images)  # noqa: E731
+    elif negative_seeds:
+        picked = set(negative_seeds)
+        all_seeds = list(dict.fromkeys(list(seeds or []) + list(negative_seeds)))
+        decided_by = "seeds"
+        decide = lambda batch_seeds, _images: [s in picked for s in batch_seeds]  # noqa: E731
+
+    os.makedirs(outdir, exist_ok=True)
+    if all_seeds:
+        click.echo(f"Generating {len(all_seeds)} samples ({resolution}x{resolution}, {channels} channel(s)) "
+                   f"on {device.type}...")
+        try:
+            negatives, positives = collect_samples(G, all_seeds, decide, batch_size=batch_size,
+                                                   truncation_psi=truncation_psi, noise_mode=noise_mode,
+                                                   class_idx=class_idx, device=device)
+        except ValueError as err:
+            raise click.ClickException(str(err)) from None
+    else:
+        negatives, positives = SampleSet("negatives"), SampleSet("positives")
+    for folder, sample_set in ((negatives_dir, negatives), (positives_dir, positives)):
+        if folder:
+            images, names, converted = load_image_folder(folder, resolution, channels)
+            sample_set.add_folder(folder, images, names, converted, class_idx if conditional else None)
+            click.echo(f"{sample_set.kind}: {len(names)} image(s) from '{folder}'"
+                       + (f", {converted} converted to {resolution}x{resolution}/{channels}ch" if converted else ""))
+
+    summary = {
+        "network": os.path.abspath(network_pkl),
+        "resolution": resolution, "channels": channels, "c_dim": c_dim,
+        "decided_by": decided_by,
+        "classifier": judge.describe() if judge else None,
+        "seeds": format_int_ranges(all_seeds),
+        "truncation_psi": truncation_psi, "noise_mode": noise_mode, "class": class_idx,
+        "negatives": _write_set(negatives, outdir, conditional),
+        "positives": _write_set(positives, outdir, conditional),
+        "total_time": round(time.time() - started, 3),
+        "timestamp": time.time(),
+    }
+    from stylegan_unlearn.fileio import atomic_write_text
+
+    atomic_write_text(os.path.join(outdir, "collect.json"), json.dumps(summary, indent=2) + "\n")
+    for kind in ("negatives", "positives"):
+        count = summary[kind]["count"]
+        if count:
+            click.echo(f"{kind}: {count} image(s) -> {os.path.join(outdir, summary[kind]['zip'])}")
+        else:
+            click.echo(f"warning: no {kind} found; {kind}.zip was not written", err=True)
+    if all_seeds and decided_by == "classifier":
+        share = summary["negatives"]["count"] - len(summary["negatives"]["files"])
+        click.echo(f"The classifier flagged {share} of {len(all_seeds)} generated samples "
+                   f"({100 * share / len(all_seeds):.1f}%) as having the feature.")
+    if not negatives and not positives:
+        raise click.ClickException("no samples were collected")
