@@ -44,6 +44,7 @@ def test_assert_shape():
         misc.assert_shape(x, [2, 3])
 
 
+@pytest.mark.filterwarnings("ignore:.*torch.jit.trace.*:DeprecationWarning")
 def test_assert_shape_inside_trace():
     def f(x):
         misc.assert_shape(x, [None, 3])

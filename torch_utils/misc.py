@@ -6,7 +6,7 @@ Network source embedded in official pickles calls `assert_shape`, `profiled_func
 import contextlib
 import re
 import warnings
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -94,7 +94,7 @@ def assert_shape(tensor: torch.Tensor, ref_shape: Sequence[Any]) -> None:
             raise AssertionError(f"Wrong size for dimension {idx}: got {size}, expected {ref_size}")
 
 
-def profiled_function(fn):
+def profiled_function(fn: Callable) -> Callable:
     """Decorator: run `fn` inside `torch.autograd.profiler.record_function(fn.__name__)`."""
     def decorator(*args, **kwargs):
         with torch.autograd.profiler.record_function(fn.__name__):
