@@ -75,9 +75,21 @@ def _copy_permissions(target: Path, temp_name: str) -> None:
         return
     except FileNotFoundError:
         pass
-    umask = os.umask(0)
+    os.chmod(temp_name, 0o666 & ~_current_umask())
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (other threads may create files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
     os.umask(umask)
-    os.chmod(temp_name, 0o666 & ~umask)
+    return umask
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
