@@ -142,14 +142,15 @@ def compute_fisher(G: GeneratorLike, D: torch.nn.Module, *, params: str = "synth
             total = _fisher_loop(fn, selected, inputs)
         else:
             try:
-                total = _fisher_vmap(fn, selected, inputs, chunk)
+                with torch.no_grad():  # `grad` ignores an outer no_grad; this keeps results graph-free
+                    total = _fisher_vmap(fn, selected, inputs, chunk)
             except Exception as err:  # vmap has no rule for some op: the loop computes the same thing
                 if method == "vmap":
                     raise
                 warnings.warn(f"vectorised Fisher failed ({type(err).__name__}: {err}); "
                               "using the slower per-sample loop", RuntimeWarning, stacklevel=2)
                 total = _fisher_loop(fn, selected, inputs)
-    return {n: t / num_samples for n, t in total.items()}
+    return {n: (t / num_samples).detach() for n, t in total.items()}
 
 
 def _fingerprint(tensors: Sequence[torch.Tensor]) -> List[float]:
