@@ -1,0 +1,79 @@
+"""`save_network_pkl`: write a snapshot dict that the official StyleGAN tools load (spec §2.8)."""
+import copy
+import os
+import pickle
+from typing import Any, Dict, Union
+
+import numpy as np
+import torch
+
+from stylegan_unlearn.fileio import atomic_write
+from stylegan_unlearn.pkl.errors import NetworkPklError
+from stylegan_unlearn.pkl.load import NETWORK_KEYS
+from stylegan_unlearn.pkl.safe_unpickler import PersistentRecord
+
+__all__ = ["save_network_pkl", "PICKLE_PROTOCOL"]
+
+PICKLE_PROTOCOL = 4
+_KEY_ORDER = ("G", "D", "G_ema", "augment_pipe", "training_set_kwargs")
+_TORCH_INTERNALS = {"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"}
+
+
+def _python_scalars(value: Any) -> Any:
+    """numpy scalars -> Python numbers, inside dicts, lists and tuples (container types kept)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return type(value)((k, _python_scalars(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
+        return type(value)(_python_scalars(v) for v in value)
+    return value
+
+
+def _snapshot_module(module: torch.nn.Module, key: str) -> torch.nn.Module:
+    from torch_utils import persistence
+    if not persistence.is_persistent(module):
+        raise NetworkPklError(f"{key} is a plain {type(module).__name__} module, which the official tools cannot "
+                              f"unpickle; build it from stylegan_unlearn.networks (persistent classes)")
+    snapshot = copy.deepcopy(module).cpu().eval().requires_grad_(False)
+    for sub in snapshot.modules():
+        attrs = vars(sub)
+        for name in list(attrs):
+            if name not in _TORCH_INTERNALS and not (name.startswith("_") and "hook" in name):
+                attrs[name] = _python_scalars(attrs[name])
+    return snapshot
+
+
+def _snapshot_value(value: Any, key: str) -> Any:
+    if value is None or isinstance(value, PersistentRecord):
+        return value
+    if isinstance(value, torch.nn.Module):
+        return _snapshot_module(value, key)
+    raise NetworkPklError(f"cannot save {key}: it is a {type(value).__name__}, not a network module")
+
+
+def save_network_pkl(path: Union[str, "os.PathLike[str]"], data: Dict[str, Any]) -> None:
+    """Write `data` (`G`, `D`, `G_ema`, optional `augment_pipe`, `training_set_kwargs`) as a network pickle.
+
+    Modules are deep-copied to the CPU in eval mode without gradients, numpy scalars become Python
+    numbers, records kept from a safe load are written back unchanged, and the file is written
+    atomically with pickle protocol 4, so a crash never leaves a truncated pickle behind.
+    """
+    if not isinstance(data, dict):
+        raise NetworkPklError(f"save_network_pkl expects a dict of networks, got {type(data).__name__}")
+    missing = [key for key in NETWORK_KEYS if data.get(key) is None]
+    if missing:
+        raise NetworkPklError(f"cannot save {os.fspath(path)}: {', '.join(missing)} missing; the official "
+                              f"legacy.load_network_pkl needs G, D and G_ema")
+    tsk = data.get("training_set_kwargs")
+    if tsk is not None and not isinstance(tsk, dict):
+        raise NetworkPklError(f"training_set_kwargs must be a dict or None, got {type(tsk).__name__}")
+    snapshot: Dict[str, Any] = {}
+    for key in _KEY_ORDER[:4]:
+        snapshot[key] = _snapshot_value(data.get(key), key)
+    snapshot["training_set_kwargs"] = None if tsk is None else dict(_python_scalars(dict(tsk)))
+    for key, value in data.items():
+        if key not in snapshot:
+            snapshot[key] = _snapshot_value(value, key) if isinstance(value, torch.nn.Module) else value
+    with atomic_write(path, "wb") as f:
+        pickle.dump(snapshot, f, protocol=PICKLE_PROTOCOL)
