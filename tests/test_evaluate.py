@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,108 @@ def test_dataset_features_reject_a_resolution_mismatch(tmp_path, standins):
     path = _write_zip(tmp_path / "real.zip", np.zeros([2, 8, 8, 3], np.uint8))
     with pytest.raises(ValueError, match="network makes 16x16"):
         dataset_features(path, detector, resolution=16, use_cache=False)
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+
+from test_collect import _reference_images, run_cli  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def networks(tmp_path_factory) -> dict:
+    """An original tiny network and a darker copy (last toRGB bias lowered): fewer 'bright' samples."""
+    from stylegan_unlearn.pkl import load_network_pkl, save_network_pkl
+
+    directory = tmp_path_factory.mktemp("nets")
+    original = tiny_network_pkl(directory / "original.pkl")
+    data = load_network_pkl(original)
+    for key in ("G", "G_ema"):
+        with torch.no_grad():
+            data[key].synthesis.b16.torgb.bias -= 0.4
+    darker = str(directory / "darker.pkl")
+    save_network_pkl(darker, data)
+    return {"original": original, "darker": darker}
+
+
+def _direct_features(detector_path: str, images: torch.Tensor) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(detector_path)
+    pixels = (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    with torch.no_grad():
+        return module.features(pixels.float() / 127.5 - 1).numpy()
+
+
+def test_evaluate_pul_fid_kid_retfid_and_drift(tmp_path, networks, standins, cache_dir):
+    from stylegan_unlearn.data import write_image_dataset
+
+    seeds = list(range(20))
+    original_images = _reference_images(networks["original"], seeds)
+    darker_images = _reference_images(networks["darker"], seeds)
+    bright_original = (original_images.clamp(-1, 1).mean(dim=[1, 2, 3]) * 10 >= 1).numpy()
+    bright_darker = (darker_images.clamp(-1, 1).mean(dim=[1, 2, 3]) * 10 >= 1).numpy()
+    assert bright_original.sum() > bright_darker.sum()  # the stand-in "feature" became rarer
+    reference_zip = str(tmp_path / "reference.zip")
+    write_image_dataset(reference_zip, (original_images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+                        .permute(0, 2, 3, 1).numpy())
+
+    out = tmp_path / "eval"
+    run_cli(["evaluate", "--network", networks["original"], "--network", f"unlearned={networks['darker']}",
+             "--seeds", "0-19", "--classifier", standins["classifier"], "--threshold", 1,
+             "--reference", reference_zip, "--detector", standins["float_detector"],
+             "--ret-reference-network", networks["original"], "--attributes", standins["attributes"],
+             "--attribute-names", "bright,left,top", "--attribute-threshold", 0, "--kid-subset-size", 10,
+             "--out", out, "--device", "cpu", "--batch", 8])
+    summary = json.loads((out / "summary.json").read_text())
+    original, unlearned = summary["networks"]
+    assert (original["name"], unlearned["name"]) == ("original", "unlearned")
+    assert original["n_neg"] == int(bright_original.sum()) and unlearned["n_neg"] == int(bright_darker.sum())
+    expected_pul = 100 * (bright_original.sum() - bright_darker.sum()) / bright_original.sum()
+    assert unlearned["pul"] == pytest.approx(expected_pul) and original["pul"] == 0
+    assert unlearned["neg_share"] == pytest.approx(bright_darker.mean())
+
+    original_features = _direct_features(standins["float_detector"], original_images)
+    darker_features = _direct_features(standins["float_detector"], darker_images)
+    assert abs(original["fid"]) < 1e-6 and abs(original["ret_fid"]) < 1e-6  # same images as the reference
+    expected_fid = fid_from_features(darker_features, original_features)
+    assert expected_fid > 0.1
+    assert unlearned["fid"] == pytest.approx(expected_fid, rel=1e-4)
+    assert unlearned["ret_fid"] == pytest.approx(expected_fid, rel=1e-4)
+    assert unlearned["kid"] > abs(original["kid"])
+
+    drift = {row["attribute"]: row for row in summary["drift"]["rows"]}
+    assert set(drift) == {"bright", "left", "top"}
+    assert drift["bright"]["shares"]["original"] == pytest.approx(
+        (original_images.clamp(-1, 1).mean(dim=[1, 2, 3]) >= 0).float().mean().item())
+
+    lines = [json.loads(line) for line in (out / "metric-pul.jsonl").read_text().splitlines()]
+    assert len(lines) == 2
+    assert set(lines[1]) == {"results", "metric", "total_time", "total_time_str", "num_gpus", "snapshot_pkl",
+                             "timestamp"}
+    assert lines[1]["metric"] == "pul" and lines[1]["results"]["pul"] == pytest.approx(expected_pul)
+    for name in ("fid", "kid", "ret_fid", "attributes"):
+        assert len((out / f"metric-{name}.jsonl").read_text().splitlines()) == 2
+
+
+def test_evaluate_appends_metric_lines_and_names_networks(tmp_path, networks, standins):
+    out = tmp_path / "eval"
+    for _ in range(2):
+        run_cli(["evaluate", "--network", networks["darker"], "--network", networks["original"], "--seeds", "0-3",
+                 "--classifier", standins["classifier"], "--out", out, "--device", "cpu"])
+    lines = (out / "metric-pul.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+    names = [n["name"] for n in json.loads((out / "summary.json").read_text())["networks"]]
+    assert names == ["original", "original-2"]  # first is the original; the second keeps its file stem, deduplicated
+
+
+def test_evaluate_needs_something_to_measure(tmp_path, networks):
+    result = run_cli(["evaluate", "--network", networks["original"], "--out", tmp_path / "e"], expect_ok=False)
+    assert result.exit_code != 0 and "nothing to measure" in result.output
+
+
+def test_evaluate_reference_resolution_mismatch_is_one_line(tmp_path, networks, standins):
+    bad = _write_zip(tmp_path / "small.zip", np.zeros([4, 8, 8, 3], np.uint8))
+    result = run_cli(["evaluate", "--network", networks["original"], "--seeds", "0-3", "--reference", bad,
+                      "--detector", standins["float_detector"], "--out", tmp_path / "e", "--device", "cpu"],
+                     expect_ok=False)
+    assert result.exit_code == 1 and "resize the reference images" in result.output
