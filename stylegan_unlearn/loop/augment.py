@@ -48,16 +48,16 @@ class DiffAugment(torch.nn.Module):
             mask = self._fires(images, self.xflip)
             images = mask * images.flip(3) + (1 - mask) * images
         if self.color > 0:
-            mask = self._fires(images, self.color)
-            brightness = (torch.rand([n, 1, 1, 1], device=device) - 0.5) * mask
-            images = images + brightness
+            fires = self._fires(images, self.color).bool()
+            jittered = images + (torch.rand([n, 1, 1, 1], device=device) - 0.5)  # brightness
             if c == 3:
-                saturation = 1 + (torch.rand([n, 1, 1, 1], device=device) * 2 - 1) * mask
-                mean = images.mean(dim=1, keepdim=True)
-                images = (images - mean) * saturation + mean
-            contrast = 1 + (torch.rand([n, 1, 1, 1], device=device) - 0.5) * mask
-            mean = images.mean(dim=[1, 2, 3], keepdim=True)
-            images = (images - mean) * contrast + mean
+                saturation = torch.rand([n, 1, 1, 1], device=device) * 2
+                mean = jittered.mean(dim=1, keepdim=True)
+                jittered = (jittered - mean) * saturation + mean
+            contrast = torch.rand([n, 1, 1, 1], device=device) + 0.5
+            mean = jittered.mean(dim=[1, 2, 3], keepdim=True)
+            jittered = (jittered - mean) * contrast + mean
+            images = torch.where(fires, jittered, images)
         if self.translation > 0:
             mask = self._fires(images, self.translation).view(n, 1, 1)
             shift_y = int(h * self.translation_max + 0.5)

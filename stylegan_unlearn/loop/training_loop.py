@@ -91,6 +91,8 @@ def _generate_grid(G_ema: torch.nn.Module, grid_z: List[torch.Tensor], grid_c: L
 def _lazy_reg_optimizer(module: torch.nn.Module, opt_kwargs: dict, reg_interval: Optional[int]):
     """Build the optimizer for one network; with lazy regularisation scale lr and betas like the reference."""
     kwargs = dnnlib.EasyDict(copy.deepcopy(dict(opt_kwargs)))
+    if "betas" in kwargs:
+        kwargs.betas = [float(beta) for beta in kwargs.betas]
     if reg_interval is not None:
         if "lr" not in kwargs or "betas" not in kwargs:
             raise ValueError("optimizer kwargs need 'lr' and 'betas' when lazy regularisation is used")
@@ -505,6 +507,10 @@ def training_loop(
         if stats_jsonl is not None:
             stats_jsonl.close()
 
+    if num_gpus > 1:
+        for module in (G, D, G_ema):
+            misc.check_ddp_consistency(module, ignore_regex=r".*\.[^.]+_(avg|ema)")
+        _log(rank, f"All {num_gpus} processes hold identical G, D and G_ema parameters")
     _log(rank, "Exiting...")
     summary.update(cur_nimg=cur_nimg, last_snapshot=last_snapshot, run_dir=run_dir)
     if rank == 0:
