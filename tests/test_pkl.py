@@ -17,6 +17,7 @@ from stylegan_unlearn.networks.stylegan2 import Discriminator, Generator
 from stylegan_unlearn.pkl import (NetworkPklError, PersistentRecord, describe_network, load_generator,
                                   load_network_pkl, save_network_pkl)
 from stylegan_unlearn.pkl import families
+from stylegan_unlearn.pkl.safe_unpickler import SafeUnpickler
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SYNTHESIS = dict(channel_base=128, channel_max=16)
@@ -66,7 +67,7 @@ def _stream_globals(data: bytes) -> set:
     """(module, name) of every global that unpickling `data` looks up."""
     found = set()
 
-    class Recorder(pickle.Unpickler):
+    class Recorder(SafeUnpickler):  # records without running any stored source
         def find_class(self, module, name):
             found.add((module, name))
             return super().find_class(module, name)
@@ -134,6 +135,7 @@ def test_saved_pickle_follows_the_snapshot_conventions(tiny_pkl):
     assert raw[:2] == b"\x80\x04"  # protocol 4
     modules = {m for m, _ in _stream_globals(raw)}
     assert modules <= {"torch_utils.persistence", "torch._utils", "torch.storage", "collections", "dnnlib.util"}
+    assert raw.count(b"class SynthesisNetwork(") == 1  # the module source is stored once, shared by G, D, G_ema
     data = pickle.loads(raw)
     assert list(data) == ["G", "D", "G_ema", "augment_pipe", "training_set_kwargs"]
     assert type(data["training_set_kwargs"]) is dict
@@ -181,6 +183,9 @@ def test_file_url_and_load_generator(tiny_pkl):
     G = load_generator(path.as_uri())
     assert not G.training
     assert torch.equal(sample(G), sample(G_ema))
+    with open(path, "rb") as f:  # an open file, as the reference loader takes, is read and left open
+        assert torch.equal(sample(load_network_pkl(f)["G_ema"]), sample(G_ema))
+        assert not f.closed
     text = describe_network(G)
     assert "16x16x1" in text and "z_dim=8" in text and f"params={sum(p.numel() for p in G.parameters()):,}" in text
 
@@ -312,3 +317,83 @@ def test_device_argument_moves_modules(tiny_pkl):
     assert all(p.device.type == "cpu" for p in data["G_ema"].parameters())
     with pytest.raises(NetworkPklError, match="device"):
         load_network_pkl(path, device="no-such-device")
+
+
+# --------------------------------------------------------------------------------------------------
+# Reference-layout pickles built from the golden tensors
+
+
+# Marker text only: what the recogniser looks at in a StyleGAN2-ADA `training/networks.py` source.
+ADA_SOURCE_STANDIN = "# stand-in\nclass MappingNetwork: ...\nclass SynthesisNetwork: ...\nclass Generator: ...\n" \
+                     "class Discriminator: ...\n"
+
+
+def _official_layout_record(tensors: dict, param_names: set, class_name: str, init_kwargs: dict, src: str,
+                            attributes: dict) -> PersistentRecord:
+    """Nested records shaped like a reference snapshot: params and buffers per submodule, numpy scalars inside."""
+    from dnnlib import EasyDict
+
+    def new_state():
+        return {"training": False, "_parameters": {}, "_buffers": {}, "_modules": {}, "weight_gain": np.float64(0.5)}
+
+    root = new_state()
+    for name, value in tensors.items():
+        *path, leaf = name.split(".")
+        node = root
+        for part in path:
+            node = node["_modules"].setdefault(part, new_state())
+        tensor = torch.from_numpy(value.copy())
+        if name in param_names:
+            node["_parameters"][leaf] = torch.nn.Parameter(tensor, requires_grad=False)
+        else:
+            node["_buffers"][leaf] = tensor
+
+    def to_record(state, name):
+        state["_modules"] = {k: to_record(v, "Layer") for k, v in state["_modules"].items()}
+        return PersistentRecord(dict(type="class", version=6, module_src=src, class_name=name, state=state))
+
+    def easy(value):
+        return EasyDict({k: easy(v) for k, v in value.items()}) if isinstance(value, dict) else value
+
+    root.update(attributes, _init_args=(), _init_kwargs=easy(init_kwargs))
+    return to_record(root, class_name)
+
+
+def _golden_pickle(golden_dir, tmp_path, name, flat_generator_kwargs=False):
+    layout = json.loads((golden_dir / f"{name}_layout.json").read_text())
+    npz = np.load(golden_dir / f"{name}.npz")
+    src, g_kwargs = ADA_SOURCE_STANDIN, dict(layout["G_init_kwargs"])
+    if flat_generator_kwargs:  # StyleGAN3's networks_stylegan2 layout
+        src += "fused_modconv_default = 'inference_only'\n"
+        g_kwargs.update(g_kwargs.pop("synthesis_kwargs"), fused_modconv_default="inference_only")
+    nets = {}
+    for key, kwargs in (("G", g_kwargs), ("D", layout["D_init_kwargs"])):
+        tensors = {n: npz[f"{key}.{n}"] for n, _, _ in layout[f"{key}_state_dict"]}
+        attrs = {k: layout[f"{key}_init_kwargs"][k] for k in ("c_dim", "img_resolution", "img_channels")}
+        nets[key] = _official_layout_record(tensors, set(layout[f"{key}_param_names"]),
+                                            "Generator" if key == "G" else "Discriminator", kwargs, src, attrs)
+    path = tmp_path / f"{name}.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(dict(training_set_kwargs=None, G=nets["G"], D=nets["D"], G_ema=nets["G"], augment_pipe=None),
+                    f, protocol=4)
+    cases = json.loads((golden_dir / f"{name}.json").read_text())["cases"]
+    return path, cases, npz
+
+
+@pytest.mark.parametrize("name,flat", [("sg2_cond16", False), ("sg2_uncond32", False), ("sg2_cond16", True)])
+def test_reference_layout_pickle_reproduces_golden_outputs(golden_dir, tmp_path, name, flat):
+    path, cases, npz = _golden_pickle(golden_dir, tmp_path, name, flat_generator_kwargs=flat)
+    raw_globals = {m for m, _ in _stream_globals(path.read_bytes())}
+    assert "dnnlib.util" in raw_globals and any(m.startswith("numpy") for m in raw_globals)
+    data = load_network_pkl(path)
+    G, D = data["G_ema"], data["D"]
+    assert isinstance(G, Generator) and isinstance(D, Discriminator)
+    for case in cases:
+        arrays = {role: torch.from_numpy(npz[key]) for role, key in case["arrays"].items()}
+        with torch.no_grad():
+            if case["op"] == "G":
+                img = G(arrays["in_z"], arrays["in_c"], **case["kwargs"])
+                torch.testing.assert_close(img, arrays["out_img"], atol=1e-5, rtol=0)
+            elif case["op"] == "D":
+                logits = D(arrays["in_img"], arrays["in_c"])
+                torch.testing.assert_close(logits, arrays["out_logits"], atol=1e-5, rtol=0)

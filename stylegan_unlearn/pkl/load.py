@@ -20,8 +20,12 @@ _CONVERT_HINT = "convert rosinality .pt checkpoints with `stylegan-unlearn conve
 PathOrUrl = Union[str, "os.PathLike[str]"]
 
 
-def _open(path_or_url: PathOrUrl) -> Tuple[IO[bytes], str]:
+def _open(path_or_url: Union[PathOrUrl, IO[bytes]]) -> Tuple[IO[bytes], str]:
+    """A seekable binary file to read from (ours to close), and the name to use in messages."""
     import dnnlib
+    if hasattr(path_or_url, "read"):  # an open binary file, as the reference loader takes; left open
+        label = str(getattr(path_or_url, "name", "<network pickle>"))
+        return io.BytesIO(path_or_url.read()), label
     label = os.fspath(path_or_url)
     try:
         f = dnnlib.util.open_url(label, verbose=False)
@@ -164,9 +168,9 @@ def _with_fp16(module: torch.nn.Module, key: str) -> torch.nn.Module:
     return new
 
 
-def load_network_pkl(path_or_url: PathOrUrl, *, safe: bool = True, force_fp16: bool = False,
+def load_network_pkl(path_or_url: Union[PathOrUrl, IO[bytes]], *, safe: bool = True, force_fp16: bool = False,
                      device: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
-    """Read a StyleGAN2-ADA / StyleGAN3 network pickle (path, file:// or http(s) URL).
+    """Read a StyleGAN2-ADA / StyleGAN3 network pickle (path, file:// or http(s) URL, or open binary file).
 
     Returns a dict with `G`, `D`, `G_ema`, `augment_pipe` and `training_set_kwargs` (missing ones
     are `None`; a missing `G_ema` is an error). With `safe=True` no code from the file runs: known
@@ -200,11 +204,12 @@ def load_network_pkl(path_or_url: PathOrUrl, *, safe: bool = True, force_fp16: b
     return data
 
 
-def load_generator(path_or_url: PathOrUrl, *, key: str = "G_ema", device: Union[str, torch.device] = "cpu",
+def load_generator(path_or_url: Union[PathOrUrl, IO[bytes]], *, key: str = "G_ema", device: Union[str, torch.device] = "cpu",
                    safe: bool = True) -> torch.nn.Module:
     """Load one generator from a network pickle, in eval mode, ready for sampling."""
     data = load_network_pkl(path_or_url, safe=safe, device=device)
-    label = os.fspath(path_or_url)
+    label = str(getattr(path_or_url, "name", "<network pickle>")) if hasattr(path_or_url, "read") \
+        else os.fspath(path_or_url)
     if key not in data or data[key] is None:
         raise NetworkPklError(f"{label} has no {key!r} network (it has {', '.join(k for k in data if data[k] is not None)})")
     G = data[key]
