@@ -272,3 +272,50 @@ def test_pickle_round_trip_gives_identical_outputs():
     img = G(z, c, noise_mode="const")
     assert torch.equal(G2(z, c, noise_mode="const"), img)
     assert torch.equal(D2(img, c), D(img, c))
+
+
+def test_fp16_block_path_runs_when_fp16_is_allowed(monkeypatch):
+    """The fp16 path normally runs only on CUDA; allow it on CPU to exercise its casts and clamps."""
+    from stylegan_unlearn.networks import stylegan2
+
+    torch.manual_seed(4)
+    G = tiny_generator(num_fp16_res=2, conv_clamp=256, fp16_channels_last=True).eval()
+    D = tiny_discriminator(num_fp16_res=2, conv_clamp=256, block_kwargs=dict(fp16_channels_last=True)).eval()
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        img32 = G(z, None, noise_mode="const")
+        logits32 = D(img32, None)
+
+    monkeypatch.setattr(stylegan2, "_compute_dtype",
+                        lambda use_fp16, force_fp32, device: torch.float16 if use_fp16 and not force_fp32 else torch.float32)
+    seen = {}
+
+    def record(key):
+        def hook(module, inputs, output):
+            seen[key] = output.dtype
+        return hook
+
+    G.synthesis.b16.conv1.register_forward_hook(record("G"))
+    D.b16.conv0.register_forward_hook(record("D"))
+    with torch.no_grad():
+        img16 = G(z, None, noise_mode="const")
+        logits16 = D(img16, None)
+    assert seen == {"G": torch.float16, "D": torch.float16}
+    assert img16.dtype == logits16.dtype == torch.float32
+    assert float((img16 - img32).abs().max()) < 1e-2 * float(img32.abs().max())
+    assert float((logits16 - logits32).abs().max()) < 1e-2 * float(logits32.abs().max()) + 1e-3
+    with torch.no_grad():
+        assert torch.equal(G(z, None, noise_mode="const", force_fp32=True), img32)
+
+
+def test_fp16_modulated_conv_is_protected_against_overflow():
+    from stylegan_unlearn.networks.stylegan2 import modulated_conv2d
+
+    x = torch.randn(2, 4, 6, 6)
+    weight = torch.randn(5, 4, 3, 3) * 300
+    styles = torch.randn(2, 4) * 300          # weight * style reaches ~1e5, beyond the fp16 range
+    expected = modulated_conv2d(x, weight, styles, padding=1)
+    for fused in (True, False):
+        out = modulated_conv2d(x.half(), weight, styles, padding=1, fused_modconv=fused)
+        assert out.dtype == torch.float16 and torch.isfinite(out).all()
+        assert torch.allclose(out.float(), expected, atol=2e-2 * float(expected.abs().max()))
