@@ -315,7 +315,8 @@ def discriminator_from_rosinality(
     resolution = _resolution_from_count(num_blocks, 2, what, "convs.1.conv1")
     from_rgb = src.get("convs.0.0.weight")
     if from_rgb.ndim != 4 or list(from_rgb.shape[2:]) != [1, 1]:
-        raise ConversionError(f"{what} entry 'convs.0.0.weight' has shape {list(from_rgb.shape)}, expected [C, Ic, 1, 1]")
+        raise ConversionError(f"{what} entry 'convs.0.0.weight' has shape {list(from_rgb.shape)}, "
+                              f"expected [C, Ic, 1, 1]")
     img_channels = from_rgb.shape[1]
     block_resolutions = [resolution // 2 ** i for i in range(num_blocks)]   # R, R/2, ..., 8
     channels = {res: src.get(f"convs.{i + 1}.conv1.0.weight").shape[0] for i, res in enumerate(block_resolutions)}
@@ -392,7 +393,8 @@ def discriminator_to_rosinality(D: torch.nn.Module) -> StateDict:
 # Whole checkpoints
 
 
-def convert_rosinality_checkpoint(ckpt: Dict[str, Any], *, w_avg_samples: int = DEFAULT_W_AVG_SAMPLES) -> Dict[str, Any]:
+def convert_rosinality_checkpoint(ckpt: Dict[str, Any], *,
+                                  w_avg_samples: int = DEFAULT_W_AVG_SAMPLES) -> Dict[str, Any]:
     """rosinality checkpoint dict -> network-pickle dict `{G, D, G_ema, augment_pipe, training_set_kwargs}`.
 
     A checkpoint with only `g_ema` (e.g. from rosinality's TF converter) uses it for `G` as well;

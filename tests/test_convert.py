@@ -8,7 +8,6 @@ blocks, ...), written with plain torch.nn.functional below.
 import argparse
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

@@ -286,8 +286,10 @@ def test_fp16_block_path_runs_when_fp16_is_allowed(monkeypatch):
         img32 = G(z, None, noise_mode="const")
         logits32 = D(img32, None)
 
-    monkeypatch.setattr(stylegan2, "_compute_dtype",
-                        lambda use_fp16, force_fp32, device: torch.float16 if use_fp16 and not force_fp32 else torch.float32)
+    def fp16_anywhere(use_fp16, force_fp32, device):
+        return torch.float16 if use_fp16 and not force_fp32 else torch.float32
+
+    monkeypatch.setattr(stylegan2, "_compute_dtype", fp16_anywhere)
     seen = {}
 
     def record(key):

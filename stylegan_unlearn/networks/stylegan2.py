@@ -243,7 +243,8 @@ class MappingNetwork(torch.nn.Module):
             x = normalize_2nd_moment(z.to(torch.float32))
         if self.c_dim > 0:
             if c is None:
-                raise ValueError(f"this network is conditional (c_dim={self.c_dim}): pass labels c of shape [N, {self.c_dim}]")
+                raise ValueError(f"this network is conditional (c_dim={self.c_dim}): "
+                                 f"pass labels c of shape [N, {self.c_dim}]")
             misc.assert_shape(c, [None, self.c_dim])
             y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
             x = torch.cat([x, y], dim=1) if x is not None else y
