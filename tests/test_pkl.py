@@ -397,3 +397,20 @@ def test_reference_layout_pickle_reproduces_golden_outputs(golden_dir, tmp_path,
             elif case["op"] == "D":
                 logits = D(arrays["in_img"], arrays["in_c"])
                 torch.testing.assert_close(logits, arrays["out_logits"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_safe_unpickler_reads_the_value_types_of_network_pickles(protocol):
+    from collections import OrderedDict
+    from dnnlib import EasyDict
+    value = dict(arr=np.arange(6.0).reshape(2, 3), f64=np.float64(0.5), i64=np.int64(3), names={"a", "b"},
+                 t=torch.arange(4.0)[1:], half=torch.ones(2, dtype=torch.float16), raw=b"\x00\xff",
+                 p=torch.nn.Parameter(torch.ones(2)), dtype=torch.float16, size=torch.Size([1, 2]),
+                 kwargs=EasyDict(a=1, nested=EasyDict(b=[1, 2])), od=OrderedDict(x=1))
+    loaded = SafeUnpickler(io.BytesIO(pickle.dumps(value, protocol=protocol))).load()
+    assert np.array_equal(loaded["arr"], value["arr"]) and loaded["f64"] == 0.5 and loaded["i64"] == 3
+    assert torch.equal(loaded["t"], value["t"]) and loaded["half"].dtype == torch.float16
+    assert isinstance(loaded["p"], torch.nn.Parameter) and loaded["p"].requires_grad
+    assert isinstance(loaded["kwargs"], EasyDict) and loaded["kwargs"].nested.b == [1, 2]
+    for key in ("names", "raw", "dtype", "size", "od"):
+        assert loaded[key] == value[key]

@@ -149,15 +149,29 @@ def _rebuild_from_type_v2(func, new_type, args, state):
     return torch._tensor._rebuild_from_type_v2(func, new_type, args, state)
 
 
-def _numpy_multiarray() -> types.ModuleType:
-    for name in ("numpy._core.multiarray", "numpy.core.multiarray"):
+def _latin1_bytes(text, encoding="utf-8"):
+    """How protocol-2 pickles spell a bytes object: `_codecs.encode(str, 'latin1')`."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise NetworkPklError("the pickle calls _codecs.encode in an unusual way; refusing in safe mode")
+    return text.encode("latin1")
+
+
+def _reconstruct_ndarray(subtype, shape, dtype_code):
+    """numpy's array unpickling starts from an empty array; anything else would be a crafted allocation."""
+    if subtype is not np.ndarray or tuple(shape) != (0,):
+        raise NetworkPklError("the pickle builds a numpy array in an unusual way; refusing in safe mode")
+    return _MULTIARRAY._reconstruct(subtype, shape, dtype_code)
+
+
+def _numpy_module(suffix: str) -> types.ModuleType:
+    for name in (f"numpy._core.{suffix}", f"numpy.core.{suffix}"):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 return importlib.import_module(name)
         except ImportError:
             continue
-    raise ImportError("numpy multiarray module not found")
+    raise ImportError(f"numpy module {suffix} not found")
 
 
 _TENSOR_REBUILDERS = {
@@ -165,7 +179,8 @@ _TENSOR_REBUILDERS = {
     "_rebuild_parameter": _rebuild_parameter,
     "_rebuild_parameter_with_state": _rebuild_parameter_with_state,
 }
-_MULTIARRAY = _numpy_multiarray()
+_MULTIARRAY = _numpy_module("multiarray")
+_NUMERIC = _numpy_module("numeric")
 _ALLOWED: Dict[Tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _make_record,
     ("dnnlib.util", "EasyDict"): EasyDict,
@@ -179,14 +194,14 @@ _ALLOWED: Dict[Tuple[str, str], Any] = {
     ("numpy", "ndarray"): np.ndarray,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
-    ("builtins", "bytearray"): bytearray,
-    ("builtins", "complex"): complex,
-    ("builtins", "slice"): slice,
+    ("_codecs", "encode"): _latin1_bytes,
 }
 _ALLOWED.update({("torch._utils", name): fn for name, fn in _TENSOR_REBUILDERS.items()})
 for _module in ("numpy._core.multiarray", "numpy.core.multiarray"):
     _ALLOWED[(_module, "scalar")] = _MULTIARRAY.scalar
-    _ALLOWED[(_module, "_reconstruct")] = _MULTIARRAY._reconstruct
+    _ALLOWED[(_module, "_reconstruct")] = _reconstruct_ndarray
+for _module in ("numpy._core.numeric", "numpy.core.numeric"):
+    _ALLOWED[(_module, "_frombuffer")] = _NUMERIC._frombuffer  # protocol 5 arrays
 
 
 def _torch_nn_class(module: str, name: str) -> Optional[type]:
