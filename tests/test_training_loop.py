@@ -178,7 +178,7 @@ def test_ada_adjusts_p_and_saves_it(data_zip, tmp_path):
     assert lines[-1]["Progress/augment"]["mean"] == pytest.approx(p_pkl)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Tiny networks run fastest single-threaded (and the machine is shared)."""
     before = torch.get_num_threads()

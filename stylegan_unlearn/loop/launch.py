@@ -66,7 +66,7 @@ def run_process(rank: int, training_args: Dict[str, Any], num_gpus: int, device_
             if not torch.distributed.is_initialized():
                 torch.distributed.init_process_group(backend=backend, init_method=init_method, rank=rank,
                                                      world_size=num_gpus)
-        training_stats.init_multiprocessing(rank=rank, sync_device=device if num_gpus > 1 else None)
+            training_stats.init_multiprocessing(rank=rank, sync_device=device)
         if rank != 0:
             try:
                 from torch_utils import custom_ops

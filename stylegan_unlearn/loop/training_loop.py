@@ -487,7 +487,9 @@ def training_loop(
             # Statistics.
             stats_collector.update()
             if stats_jsonl is not None:
-                stats_jsonl.write(json.dumps(dict(stats_collector.as_dict(), timestamp=time.time())) + "\n")
+                # Only statistics reported in this run (a process may have run other losses before).
+                reported = {name: value for name, value in stats_collector.as_dict().items() if value["num"] > 0}
+                stats_jsonl.write(json.dumps(dict(reported, timestamp=time.time())) + "\n")
                 stats_jsonl.flush()
             if progress_fn is not None:
                 progress_fn(cur_nimg / 1000, total_kimg)

@@ -1,0 +1,228 @@
+"""`train.py` end to end on tiny networks: train → adapt → unlearn → extrapolate, multi-process, kill/resume, bad input."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from stylegan_unlearn.data import write_image_dataset
+from stylegan_unlearn.loop import snapshots
+from stylegan_unlearn.train_cli import train_command
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--cbase", "256", "--cmax", "16", "--map", "2", "--zdim", "16", "--wdim", "16"]
+FAST = ["--batch", "4", "--tick", "0.008", "--snap", "1", "--workers", "0", "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def invoke(args, expect_ok=True):
+    result = CliRunner().invoke(train_command, [str(a) for a in args], catch_exceptions=False)
+    if expect_ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def only_run_dir(outdir, mode):
+    dirs = [d for d in Path(outdir).iterdir() if d.is_dir() and f"-{mode}-" in d.name]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def load(path):
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def sq_distance(a, b):
+    """Σ (a − b)² over generator parameters, matched by name."""
+    other = dict(b.named_parameters())
+    return sum(float((p.detach() - other[name].detach()).double().square().sum()) for name, p in a.named_parameters())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    rnd = np.random.RandomState(0)
+    positives = rnd.randint(0, 128, (8, 16, 16, 3), dtype=np.uint8)
+    negatives = rnd.randint(128, 256, (8, 16, 16, 3), dtype=np.uint8)
+    write_image_dataset(str(root / "positives.zip"), positives)
+    write_image_dataset(str(root / "negatives.zip"), negatives)
+    write_image_dataset(str(root / "big.zip"), rnd.randint(0, 256, (2, 32, 32, 3), dtype=np.uint8))
+    write_image_dataset(str(root / "gray.zip"), rnd.randint(0, 256, (2, 16, 16, 1), dtype=np.uint8))
+    return root
+
+
+@pytest.fixture(scope="module")
+def pretrained(data, tmp_path_factory):
+    outdir = tmp_path_factory.mktemp("pretrain")
+    invoke(["--outdir", outdir, "--data", data / "positives.zip", "--kimg", "0.008", *TINY, *FAST])
+    run_dir = only_run_dir(outdir, "train")
+    assert run_dir.name == "00000-train-positives-auto1-kimg0.008-batch4"
+    options = json.loads((run_dir / "training_options.json").read_text())
+    assert options["G_kwargs"]["z_dim"] == 16 and options["loss_kwargs"]["class_name"] == "training_hooks.StyleGAN2Loss"
+    assert "tick 1" in (run_dir / "log.txt").read_text()
+    return run_dir / "network-snapshot-000000.pkl"
+
+
+@pytest.fixture(scope="module")
+def adapted(data, pretrained, tmp_path_factory):
+    outdir = tmp_path_factory.mktemp("adapt")
+    invoke(["--mode", "adapt", "--outdir", outdir, "--data", data / "negatives.zip", "--resume", pretrained,
+            "--kimg", "0.016", "--fisher-samples", "4", *FAST])
+    run_dir = only_run_dir(outdir, "adapt")
+    options = json.loads((run_dir / "training_options.json").read_text())
+    assert options["loss_kwargs"]["class_name"] == "training_hooks.EWCLoss"
+    assert options["loss_kwargs"]["ewc_lambda"] == 5e8 and options["loss_kwargs"]["params"] == "synthesis"
+    assert options["resume_G_from"] == "G_ema" and (run_dir / "fisher.pt").is_file()
+    return run_dir / "network-snapshot-000000.pkl"
+
+
+def _unlearn(data, pretrained, adapted, outdir, *extra):
+    invoke(["--mode", "unlearn", "--outdir", outdir, "--data", data / "positives.zip", "--resume", pretrained,
+            "--adapted", adapted, "--kimg", "0.016", "--seed", "3", *FAST, *extra])
+    return only_run_dir(outdir, "unlearn")
+
+
+def test_adapt_moves_towards_negatives_then_unlearn_repels(data, pretrained, adapted, tmp_path):
+    theta_G = load(pretrained)
+    theta_N = load(adapted)["G_ema"]
+    assert sq_distance(theta_G["G_ema"], theta_N) > 0
+
+    repelled = _unlearn(data, pretrained, adapted, tmp_path / "repel", "--repulsion", "nl2",
+                        "--repulsion-weight", "1000")
+    control = _unlearn(data, pretrained, adapted, tmp_path / "control", "--repulsion", "nl2",
+                       "--repulsion-weight", "0")
+    options = json.loads((repelled / "training_options.json").read_text())
+    assert options["loss_kwargs"]["adapted"] == [str(adapted)] and options["loss_kwargs"]["params"] == "all"
+    assert options["resume_G_from"] == "G"
+
+    d_start = sq_distance(theta_G["G"], theta_N)
+    d_repelled = sq_distance(load(repelled / "network-snapshot-000000.pkl")["G"], theta_N)
+    d_control = sq_distance(load(control / "network-snapshot-000000.pkl")["G"], theta_N)
+    assert d_repelled > d_start and d_repelled > d_control
+
+    stats = [json.loads(line) for line in (repelled / "stats.jsonl").read_text().splitlines()]
+    distances = [s["Loss/G/distance"]["mean"] for s in stats if "Loss/G/distance" in s]
+    assert len(distances) >= 2 and distances[-1] > distances[0]
+    for line in stats:
+        for name, value in line.items():
+            if name.startswith("Loss/"):
+                assert np.isfinite(value["mean"]), name
+
+
+def test_extrapolate_and_fresh_process_loading(data, pretrained, adapted, tmp_path):
+    invoke(["--mode", "extrapolate", "--outdir", tmp_path, "--resume", pretrained, "--adapted", adapted,
+            "--extrapolate-gamma", "0.5"])
+    run_dir = only_run_dir(tmp_path, "extrapolate")
+    out = run_dir / "extrapolated-gamma0.5.pkl"
+    theta_G, theta_N, result = load(pretrained)["G_ema"], load(adapted)["G_ema"], load(out)["G_ema"]
+    name, expected = next(iter(theta_G.named_parameters()))
+    expected = expected + 0.5 * (expected - dict(theta_N.named_parameters())[name])
+    assert torch.allclose(dict(result.named_parameters())[name], expected, atol=1e-6)
+
+    script = ("import pickle, sys, torch\n"
+              "for path in sys.argv[1:]:\n"
+              "    data = pickle.load(open(path, 'rb'))\n"
+              "    G = data['G_ema']\n"
+              "    img = G(torch.randn(2, G.z_dim), None, noise_mode='const')\n"
+              "    assert img.shape == (2, 3, 16, 16) and torch.isfinite(img).all()\n"
+              "print('loaded', len(sys.argv) - 1)\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", script, str(pretrained), str(adapted), str(out)],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "loaded 3" in proc.stdout, proc.stderr
+
+
+def test_dry_run_shows_official_defaults_and_writes_nothing(data, pretrained, tmp_path):
+    result = invoke(["--mode", "adapt", "--outdir", tmp_path / "out", "--data", data / "negatives.zip",
+                     "--resume", pretrained, "-n"])
+    options = json.loads(result.output.split("Training options:")[1].split("\n\n")[0])
+    assert options["batch_size"] == 16 and options["total_kimg"] == 32 and options["ema_kimg"] == 5
+    assert options["G_opt_kwargs"]["lr"] == 0.002 and options["loss_kwargs"]["r1_gamma"] == 10
+    assert options["loss_kwargs"]["style_mixing_prob"] == 0.9 and options["augment_kwargs"] is None
+    assert options["G_kwargs"]["z_dim"] == 16  # architecture from the pkl, not from --cfg
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_processes_on_cpu_agree(data, tmp_path):
+    invoke(["--outdir", tmp_path, "--data", data / "positives.zip", "--kimg", "0.008", "--gpus", "2", *TINY, *FAST])
+    run_dir = only_run_dir(tmp_path, "train")
+    log = (run_dir / "log.txt").read_text()
+    assert "All 2 processes hold identical G, D and G_ema parameters" in log
+    state = snapshots.load_sidecar(str(run_dir / "network-snapshot-000000.pkl"))
+    assert state["num_gpus"] == 2 and state["cur_nimg"] == 8
+
+
+def test_sigkill_then_resume_continues(data, tmp_path):
+    outdir = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, str(REPO_ROOT / "train.py"), "--outdir", str(outdir), "--data",
+           str(data / "positives.zip"), "--kimg", "10", *TINY, *FAST]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        pkl = None
+        while time.time() < deadline:
+            found = list(outdir.glob("*/network-snapshot-000000.pkl")) if outdir.exists() else []
+            if found and (snapshots.load_sidecar(str(found[0])) or {}).get("cur_nimg", 0) >= 8:
+                pkl = found[0]
+                break
+            assert proc.poll() is None, "training exited early"
+            time.sleep(0.2)
+        assert pkl is not None, "no snapshot within the deadline"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_nimg = snapshots.load_sidecar(str(pkl))["cur_nimg"]
+    total = (killed_nimg + 8) / 1000
+    invoke(["--outdir", tmp_path / "resumed", "--data", data / "positives.zip", "--resume", pkl,
+            "--kimg", total, *FAST])
+    run_dir = only_run_dir(tmp_path / "resumed", "train")
+    log = (run_dir / "log.txt").read_text()
+    assert f"Continuing at kimg {killed_nimg / 1000:.3f}" in log
+    assert json.loads((run_dir / "final.json").read_text())["cur_nimg"] == killed_nimg + 8
+
+
+@pytest.mark.parametrize("case, args, message", [
+    ("missing data", ["--data", "{data}/nope.zip"], "does not exist"),
+    ("no data", [], "needs --data"),
+    ("adapt without resume", ["--mode", "adapt", "--data", "{data}/negatives.zip"], "needs --resume"),
+    ("unlearn without adapted", ["--mode", "unlearn", "--data", "{data}/positives.zip", "--resume", "{pkl}"],
+     "at least one --adapted"),
+    ("wrong resolution", ["--mode", "adapt", "--data", "{data}/big.zip", "--resume", "{pkl}"],
+     "32x32 images but the network makes 16x16"),
+    ("wrong channels", ["--mode", "adapt", "--data", "{data}/gray.zip", "--resume", "{pkl}"],
+     "1 channel"),
+    ("cond without labels", ["--data", "{data}/positives.zip", "--cond", "1"], "requires labels"),
+    ("missing resume", ["--mode", "adapt", "--data", "{data}/negatives.zip", "--resume", "{data}/x.pkl"],
+     "does not exist"),
+    ("batch vs gpus", ["--data", "{data}/positives.zip", "--batch", "3", "--gpus", "2", "--device", "cpu"],
+     "multiple of --gpus"),
+    ("fixed aug without p", ["--data", "{data}/positives.zip", "--aug", "fixed"], "needs --p"),
+    ("bad augpipe", ["--data", "{data}/positives.zip", "--aug", "ada", "--augpipe", "warp"], "--augpipe"),
+    ("arch change on resume", ["--mode", "adapt", "--data", "{data}/negatives.zip", "--resume", "{pkl}",
+                               "--cbase", "512"], "cannot change the architecture"),
+])
+def test_bad_inputs_fail_cleanly(data, pretrained, tmp_path, case, args, message):
+    args = [a.format(data=data, pkl=pretrained) for a in args]
+    result = invoke(["--outdir", tmp_path / "out", *args], expect_ok=False)
+    assert result.exit_code != 0, case
+    assert message in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
