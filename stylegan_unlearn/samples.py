@@ -260,12 +260,16 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
             raise click.ClickException(str(err)) from None
         all_seeds = list(dict.fromkeys(seeds))
         decided_by = "classifier"
-        decide = lambda _seeds, images: judge.has_feature(images)  # noqa: E731
+
+        def decide(_batch_seeds, images):
+            return judge.has_feature(images)
     elif negative_seeds:
         picked = set(negative_seeds)
         all_seeds = list(dict.fromkeys(list(seeds or []) + list(negative_seeds)))
         decided_by = "seeds"
-        decide = lambda batch_seeds, _images: [s in picked for s in batch_seeds]  # noqa: E731
+
+        def decide(batch_seeds, _images):
+            return [s in picked for s in batch_seeds]
 
     os.makedirs(outdir, exist_ok=True)
     if all_seeds:
@@ -306,10 +310,12 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
         if count:
             click.echo(f"{kind}: {count} image(s) -> {os.path.join(outdir, summary[kind]['zip'])}")
         else:
-            click.echo(f"warning: no {kind} found; {kind}.zip was not written", err=True)
+            stale = os.path.join(outdir, f"{kind}.zip")
+            note = f"; the existing {stale} is from an earlier run and was left as it was" if os.path.exists(stale) else ""
+            click.echo(f"warning: no {kind} found; {kind}.zip was not written{note}", err=True)
     if all_seeds and decided_by == "classifier":
-        share = summary["negatives"]["count"] - len(summary["negatives"]["files"])
-        click.echo(f"The classifier flagged {share} of {len(all_seeds)} generated samples "
-                   f"({100 * share / len(all_seeds):.1f}%) as having the feature.")
+        flagged = summary["negatives"]["count"] - len(summary["negatives"]["files"])
+        click.echo(f"The classifier flagged {flagged} of {len(all_seeds)} generated samples "
+                   f"({100 * flagged / len(all_seeds):.1f}%) as having the feature.")
     if not negatives and not positives:
         raise click.ClickException("no samples were collected")

@@ -8,7 +8,6 @@ import json
 import sys
 import types
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np

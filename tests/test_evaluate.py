@@ -1,14 +1,12 @@
 """Feature detectors, seed sampling, and `stylegan-unlearn evaluate` on tiny networks."""
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from stylegan_unlearn.metrics import fid_from_features
 from stylegan_unlearn.metrics.detectors import INCEPTION_URL, dataset_features, load_detector
