@@ -7,6 +7,7 @@ import pickle
 import pickletools
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -414,3 +415,27 @@ def test_safe_unpickler_reads_the_value_types_of_network_pickles(protocol):
     assert isinstance(loaded["kwargs"], EasyDict) and loaded["kwargs"].nested.b == [1, 2]
     for key in ("names", "raw", "dtype", "size", "od"):
         assert loaded[key] == value[key]
+
+
+def test_storages_saved_on_a_gpu_load_onto_the_cpu():
+    from collections import OrderedDict
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # TypedStorage deprecation notice
+        blob = torch.arange(3.0).__reduce_ex__(4)[1][0].__reduce__()[1][0]
+    gpu_blob = blob.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+    assert gpu_blob != blob
+
+    class Storage:
+        def __reduce__(self):
+            return torch.storage._load_from_bytes, (gpu_blob,)
+
+    class Tensor:
+        def __reduce__(self):
+            return torch._utils._rebuild_tensor_v2, (Storage(), 0, (3,), (1,), False, OrderedDict())
+
+    raw = pickle.dumps({"t": Tensor()}, protocol=4)
+    loaded = SafeUnpickler(io.BytesIO(raw)).load()["t"]
+    assert loaded.device.type == "cpu" and torch.equal(loaded, torch.arange(3.0))
+    if not torch.cuda.is_available():  # what plain unpickling does with the same bytes on a CPU-only machine
+        with pytest.raises(RuntimeError, match="CUDA"):
+            pickle.loads(raw)
