@@ -195,3 +195,8 @@ def _bias_act_compiled(plugin, x, b, dim, act, alpha, gain, clamp):
 def _load_plugin():
     return custom_ops.try_get_plugin("bias_act_plugin", sources=["bias_act.cpp", "bias_act.cu"],
                                      headers=["bias_act.h"], source_dir=os.path.dirname(os.path.abspath(__file__)))
+
+
+def _init() -> bool:
+    """Build the plugin if needed; True when the compiled path is available (reference-compatible name)."""
+    return _load_plugin() is not None

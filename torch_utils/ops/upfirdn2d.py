@@ -237,3 +237,8 @@ def _upfirdn2d_compiled(plugin, x, f, up, down, pads, flip_filter, gain):
 def _load_plugin():
     return custom_ops.try_get_plugin("upfirdn2d_plugin", sources=["upfirdn2d.cpp", "upfirdn2d.cu"],
                                      headers=["upfirdn2d.h"], source_dir=os.path.dirname(os.path.abspath(__file__)))
+
+
+def _init() -> bool:
+    """Build the plugin if needed; True when the compiled path is available (reference-compatible name)."""
+    return _load_plugin() is not None
