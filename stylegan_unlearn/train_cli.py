@@ -328,10 +328,15 @@ def _print_dry_run(run_dir: str, args: dnnlib.EasyDict) -> None:
 def run_training(opts: dnnlib.EasyDict) -> str:
     """Validate options, create the run directory and train; returns the run directory."""
     from stylegan_unlearn.loop.launch import choose_device_type, launch_training, torchrun_environment
-    desc, args = build_training_options(opts)
-    device_type = choose_device_type(opts.device, opts.gpus) if args.get("mode") != "extrapolate" else "cpu"
     env = torchrun_environment()
     rank = env["rank"] if env else 0
+    if env is not None:
+        if opts.gpus not in (1, env["world_size"]):
+            raise UserError(f"torchrun started {env['world_size']} processes but --gpus={opts.gpus}; "
+                            "leave --gpus out under torchrun")
+        opts.gpus = env["world_size"]
+    desc, args = build_training_options(opts)
+    device_type = choose_device_type(opts.device, opts.gpus) if args.get("mode") != "extrapolate" else "cpu"
 
     if not os.path.isdir(opts.outdir):
         if opts.dry_run:
@@ -375,7 +380,8 @@ def run_training(opts: dnnlib.EasyDict) -> str:
     args.run_dir = run_dir
     if opts.mode == "adapt":
         args.loss_kwargs.fisher_cache = os.path.join(run_dir, "fisher.pt")
-    print("Launching processes...")
+    if rank == 0:
+        print("Launching processes...")
     launch_training(dict(args), num_gpus=opts.gpus, device_type=device_type)
     return run_dir
 

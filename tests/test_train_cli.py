@@ -226,3 +226,17 @@ def test_bad_inputs_fail_cleanly(data, pretrained, tmp_path, case, args, message
     assert result.exit_code != 0, case
     assert message in result.output and "Traceback" not in result.output, result.output
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_resumed_adapt_keeps_ewc_anchor(data, adapted, tmp_path):
+    """Resuming an adapt run rebuilds EWC on the pretrained weights, not on the resumed (adapted) ones."""
+    first = adapted.parent
+    invoke(["--mode", "adapt", "--outdir", tmp_path, "--data", data / "negatives.zip", "--resume", adapted,
+            "--kimg", "0.024", "--fisher-samples", "4", *FAST])
+    run_dir = only_run_dir(tmp_path, "adapt")
+    assert "Continuing at kimg 0.016" in (run_dir / "log.txt").read_text()
+    before = torch.load(first / "fisher.pt", weights_only=False)
+    after = torch.load(run_dir / "fisher.pt", weights_only=False)
+    assert after["meta"]["theta_fingerprint"] == before["meta"]["theta_fingerprint"]
+    for name, value in before["fisher"].items():
+        assert torch.equal(after["fisher"][name], value), name

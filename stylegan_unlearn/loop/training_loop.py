@@ -375,10 +375,10 @@ def training_loop(
         progress_fn(cur_nimg / 1000, total_kimg)
 
     def save_network_snapshot() -> Optional[str]:
-        data = snapshots.snapshot_modules(dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe),
-                                          training_set_kwargs)
         if rank != 0:
             return None
+        data = snapshots.snapshot_modules(dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe),
+                                          training_set_kwargs)
         state = dict(cur_nimg=cur_nimg, cur_tick=cur_tick + 1, batch_idx=batch_idx,
                      optimizers={k: opt.state_dict() for k, opt in optimizers.items()},
                      loss=_loss_state(loss),
