@@ -4,7 +4,6 @@ import io
 import json
 import os
 import pickle
-import pickletools
 import subprocess
 import sys
 import warnings

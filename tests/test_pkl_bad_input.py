@@ -1,5 +1,4 @@
 """Bad network pickles: each gives one clear NetworkPklError, and safe mode runs no code from the file."""
-import io
 import os
 import pickle
 import zipfile
