@@ -124,7 +124,8 @@ def _check_compatible(G: torch.nn.Module, first: torch.nn.Module, name: str, fir
 def evaluate_networks(networks: Sequence[Tuple[str, str]], seeds: Sequence[int], out: str, *,
                       classifier=None, attributes=None, attribute_names: Optional[str] = None,
                       reference: Optional[str] = None, detector_spec: Optional[str] = None,
-                      ret_reference: Optional[str] = None, kid_subsets: int = 100, kid_subset_size: int = 1000,
+                      ret_reference: Optional[str] = None, ret_seeds: Optional[Sequence[int]] = None,
+                      kid_subsets: int = 100, kid_subset_size: int = 1000,
                       sampling: Optional[Dict] = None, device: torch.device = torch.device("cpu"),
                       options: Optional[Dict] = None, echo=print) -> Dict:
     """Measure every network and write metric-*.jsonl and summary.json into `out`; returns the summary."""
@@ -169,7 +170,8 @@ def evaluate_networks(networks: Sequence[Tuple[str, str]], seeds: Sequence[int],
                 echo(f"Ret-FID reference network '{ret_reference}'...")
                 G_ret = load_network(ret_reference, device)
                 _check_compatible(G_ret, G, ret_reference, name)
-                ret_features = _measure(G_ret, seeds, None, None, detector, sampling, device).stacked("features")
+                ret_features = _measure(G_ret, list(ret_seeds or seeds), None, None, detector, sampling,
+                                        device).stacked("features")
                 del G_ret
         else:
             _check_compatible(G, first_G, name, networks[0][0])
@@ -227,7 +229,8 @@ def evaluate_networks(networks: Sequence[Tuple[str, str]], seeds: Sequence[int],
         "detector": detector.describe() if detector is not None else None,
         "reference": {"path": os.path.abspath(reference), "num_images": int(len(reference_features))}
         if reference else None,
-        "ret_reference": os.path.abspath(ret_reference) if ret_reference else None,
+        "ret_reference": {"path": os.path.abspath(ret_reference), "seeds": format_int_ranges(ret_seeds or seeds)}
+        if ret_reference else None,
         "kid": {"num_subsets": kid_subsets, "max_subset_size": kid_subset_size} if reference else None,
         "drift": {"attributes": names_list, "rows": drift_table(names_list, attribute_table)}
         if attribute_table else None,
@@ -281,6 +284,9 @@ def _format_table(summary: Dict) -> str:
 @click.option("--detector", "detector_spec", default=None,
               help="Feature detector file or URL [default: the reference inception-2015-12-05.pt URL].")
 @click.option("--ret-reference-network", default=None, help="Network pkl whose samples Ret-FID compares against.")
+@click.option("--ret-seeds", type=IntRanges(), default=None,
+              help="Seeds for the Ret-FID reference network [default: --seeds, i.e. paired latents; give a "
+                   "disjoint range for independent samples].")
 @click.option("--attributes", default=None, help="Multi-output classifier for the attribute drift table.")
 @click.option("--attribute-names", default=None, help="Comma-separated names, or a file with one name per line.")
 @click.option("--attribute-threshold", type=float, default=None,
@@ -294,7 +300,7 @@ def _format_table(summary: Dict) -> str:
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def evaluate_command(networks, seeds, classifier, target_class, threshold, resize, reference, detector_spec,
-                     ret_reference_network, attributes, attribute_names, attribute_threshold, kid_subsets,
+                     ret_reference_network, ret_seeds, attributes, attribute_names, attribute_threshold, kid_subsets,
                      kid_subset_size, class_idx, truncation_psi, noise_mode, batch_size, device, out):
     """Measure PUL, FID, KID, Ret-FID and attribute drift of networks on fixed seeds.
 
@@ -303,13 +309,15 @@ def evaluate_command(networks, seeds, classifier, target_class, threshold, resiz
         --seeds 0-999 --classifier glasses.pt --reference no-glasses.zip --out eval/
     """
     from stylegan_unlearn.classifier import load_classifier
-    from stylegan_unlearn.samples import resolve_device
+    from stylegan_unlearn.samples import format_int_ranges, resolve_device
 
     if not (classifier or reference or ret_reference_network or attributes):
         raise click.UsageError("nothing to measure: give --classifier (PUL), --reference (FID/KID), "
                                "--ret-reference-network (Ret-FID) and/or --attributes (drift)")
     if not classifier and (target_class is not None or threshold is not None):
         raise click.UsageError("--target-class and --threshold only apply with --classifier")
+    if ret_seeds and not ret_reference_network:
+        raise click.UsageError("--ret-seeds only applies with --ret-reference-network")
     if not attributes and (attribute_names or attribute_threshold is not None):
         raise click.UsageError("--attribute-names and --attribute-threshold only apply with --attributes")
     device = resolve_device(device)
@@ -322,21 +330,19 @@ def evaluate_command(networks, seeds, classifier, target_class, threshold, resiz
     except (FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     options = {
-        "networks": [f"{n}={p}" for n, p in specs], "seeds": None, "classifier": classifier,
+        "networks": [f"{n}={p}" for n, p in specs], "seeds": format_int_ranges(seeds), "classifier": classifier,
         "target_class": target_class, "threshold": threshold, "resize": resize, "reference": reference,
-        "detector": detector_spec, "ret_reference_network": ret_reference_network, "attributes": attributes,
+        "detector": detector_spec, "ret_reference_network": ret_reference_network,
+        "ret_seeds": format_int_ranges(ret_seeds) if ret_seeds else None, "attributes": attributes,
         "attribute_names": attribute_names, "attribute_threshold": attribute_threshold,
         "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size, "class": class_idx,
         "trunc": truncation_psi, "noise_mode": noise_mode, "batch": batch_size, "device": str(device), "out": out,
     }
-    from stylegan_unlearn.samples import format_int_ranges
-
-    options["seeds"] = format_int_ranges(seeds)
     sampling = {"batch_size": batch_size, "truncation_psi": truncation_psi, "noise_mode": noise_mode,
                 "class_idx": class_idx}
     summary = evaluate_networks(specs, seeds, out, classifier=judge, attributes=attribute_judge,
                                 attribute_names=attribute_names, reference=reference, detector_spec=detector_spec,
-                                ret_reference=ret_reference_network, kid_subsets=kid_subsets,
+                                ret_reference=ret_reference_network, ret_seeds=ret_seeds, kid_subsets=kid_subsets,
                                 kid_subset_size=kid_subset_size, sampling=sampling, device=device,
                                 options=options, echo=click.echo)
     click.echo(_format_table(summary))

@@ -222,3 +222,17 @@ def test_evaluate_reference_resolution_mismatch_is_one_line(tmp_path, networks, 
                       "--detector", standins["float_detector"], "--out", tmp_path / "e", "--device", "cpu"],
                      expect_ok=False)
     assert result.exit_code == 1 and "resize the reference images" in result.output
+
+
+def test_ret_fid_with_disjoint_seeds_compares_independent_samples(tmp_path, networks, standins):
+    out = tmp_path / "eval"
+    run_cli(["evaluate", "--network", networks["original"], "--seeds", "0-5", "--ret-reference-network",
+             networks["original"], "--ret-seeds", "10-15", "--detector", standins["float_detector"],
+             "--out", out, "--device", "cpu"])
+    summary = json.loads((out / "summary.json").read_text())
+    features = [_direct_features(standins["float_detector"], _reference_images(networks["original"], seeds))
+                for seeds in (range(6), range(10, 16))]
+    expected = fid_from_features(*features)
+    assert expected > 0.01
+    assert summary["networks"][0]["ret_fid"] == pytest.approx(expected, rel=1e-4)
+    assert summary["ret_reference"]["seeds"] == "10-15"

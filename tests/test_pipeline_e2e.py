@@ -36,6 +36,7 @@ def _final_snapshot(run_root: Path) -> str:
     return json.loads(finals[0].read_text())["last_snapshot"]
 
 
+@pytest.mark.slow
 def test_collect_adapt_unlearn_evaluate_report(tmp_path, monkeypatch):
     from stylegan_unlearn.metrics.detectors import INCEPTION_URL
 
