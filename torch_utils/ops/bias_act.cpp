@@ -16,6 +16,14 @@ static int dtype_code(at::ScalarType type) {
     return -1;
 }
 
+// Same shape and the same memory layout (strides of size-1 dimensions do not matter).
+static bool same_layout(const torch::Tensor& a, const torch::Tensor& b) {
+    if (a.sizes() != b.sizes()) return false;
+    for (int64_t d = 0; d < a.dim(); ++d)
+        if (a.size(d) > 1 && a.stride(d) != b.stride(d)) return false;
+    return true;
+}
+
 // y = clamp(gain * act(x + b)) for order 0, or the order-th derivative times dy (see bias_act.h).
 static torch::Tensor bias_act(torch::Tensor x, c10::optional<torch::Tensor> b, c10::optional<torch::Tensor> dy,
                               int64_t act, int64_t order, int64_t dim, double alpha, double gain, double clamp) {
@@ -50,12 +58,12 @@ static torch::Tensor bias_act(torch::Tensor x, c10::optional<torch::Tensor> b, c
         TORCH_CHECK(dy.has_value() && dy->defined(), "bias_act: dy is required for derivatives");
         grad = *dy;
         TORCH_CHECK(grad.device() == x.device() && grad.scalar_type() == x.scalar_type() &&
-                    grad.sizes() == x.sizes() && grad.strides() == x.strides(),
+                    same_layout(grad, x),
                     "bias_act: dy must match x in device, dtype, shape and memory layout");
         p.dy = grad.data_ptr();
     }
     torch::Tensor y = torch::empty_like(x);
-    TORCH_CHECK(y.strides() == x.strides(), "bias_act: could not allocate the output in x's memory layout");
+    TORCH_CHECK(same_layout(y, x), "bias_act: could not allocate the output in x's memory layout");
     p.out = y.data_ptr();
 
     int err = bias_act_launch(&p, c10::cuda::getCurrentCUDAStream().stream());
