@@ -445,7 +445,22 @@ def run_training(opts: dnnlib.EasyDict) -> str:
 @click.option("--desc", help="String to append to the run directory name", metavar="STR")
 @click.option("-n", "--dry-run", is_flag=True, help="Print the options and exit")
 def train_command(**kwargs) -> None:
-    """Train a StyleGAN2 network, adapt it to negatives, unlearn them, or extrapolate (see --mode)."""
+    """Train a StyleGAN2 network, adapt it to negatives, unlearn them, or extrapolate (see --mode).
+
+    \b
+    Typical Adapt-then-Unlearn run (pretrained.pkl = θ_G):
+      python train.py --mode=adapt --outdir=runs --data=negatives.zip --resume=pretrained.pkl
+      python train.py --mode=unlearn --outdir=runs --data=positives.zip --resume=pretrained.pkl \\
+          --adapted=runs/00000-adapt-.../network-snapshot-000032.pkl
+    \b
+    Defaults of adapt/unlearn (the official code's settings): batch 16, lr 0.002, gamma 10,
+    path-length weight 2, style mixing 0.9, EMA 5 kimg at batch 16, no augmentation;
+    adapt: 32 kimg (2000 steps), EWC on synthesis layers, λ 5e8, 32 Fisher samples, starts
+    from the pkl's G_ema; unlearn: 16 kimg (1000 steps), repulsion on all G parameters with
+    the tensor-mean distance, starts from the pkl's G. Both take the architecture from
+    --resume; --resume on a snapshot of the same kind of run (same loss and data) with its
+    .resume.pt sidecar continues that run (kimg, optimizers, EMA, augmentation).
+    """
     from stylegan_unlearn.loop.launch import LaunchError
     from stylegan_unlearn.loop.training_loop import NonFiniteError
     opts = dnnlib.EasyDict(kwargs)

@@ -134,7 +134,7 @@ def _broadcast_module(module: Optional[torch.nn.Module]) -> None:
         torch.distributed.broadcast(tensor.data, src=0)
 
 
-def _copy_strict(src: torch.nn.Module, dst: torch.nn.Module, what: str, rank: int) -> None:
+def _copy_strict(src: torch.nn.Module, dst: torch.nn.Module, what: str) -> None:
     """Copy weights by name; unlike the reference, name or shape mismatches are an error, not a silent skip."""
     src_tensors = dict(misc.named_params_and_buffers(src))
     missing, mismatched = [], []
@@ -169,7 +169,7 @@ def _loss_state(loss: Any) -> Optional[Any]:
     return None
 
 
-def _load_loss_state(loss: Any, state: Optional[Any], device: torch.device, rank: int) -> None:
+def _load_loss_state(loss: Any, state: Optional[Any], device: torch.device) -> None:
     if state is None:
         return
     if callable(getattr(loss, "load_state_dict", None)):
@@ -285,9 +285,9 @@ def training_loop(
     if resume_data is not None:
         _log(rank, f"Resuming from '{resume_pkl}'")
         g_source = "G" if resume_state else resume_G_from
-        _copy_strict(resume_data[g_source], G, g_source, rank)
-        _copy_strict(resume_data["D"], D, "D", rank)
-        _copy_strict(resume_data["G_ema"], G_ema, "G_ema", rank)
+        _copy_strict(resume_data[g_source], G, g_source)
+        _copy_strict(resume_data["D"], D, "D")
+        _copy_strict(resume_data["G_ema"], G_ema, "G_ema")
         if resume_state:
             _log(rank, f"Continuing at kimg {cur_nimg / 1000:.3f} with the saved optimizer and loss state")
         elif not has_sidecar:
@@ -343,7 +343,7 @@ def training_loop(
         for key, opt in optimizers.items():
             opt.load_state_dict(resume_state["optimizers"][key])
             opt.state.update({p: _optimizer_state_to(s, device) for p, s in opt.state.items()})
-        _load_loss_state(loss, resume_state.get("loss"), device, rank)
+        _load_loss_state(loss, resume_state.get("loss"), device)
         batch_idx = int(resume_state.get("batch_idx", 0))
 
     # Image grid.
