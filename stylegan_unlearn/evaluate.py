@@ -291,12 +291,16 @@ def _format_table(summary: Dict) -> str:
 @click.option("--attribute-names", default=None, help="Comma-separated names, or a file with one name per line.")
 @click.option("--attribute-threshold", type=float, default=None,
               help="Attribute present when its score ≥ this (multi-label); default: arg-max class only.")
-@click.option("--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--kid-subset-size", type=click.IntRange(min=2), default=1000, show_default=True)
+@click.option("--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True,
+              help="KID: number of random subsets averaged.")
+@click.option("--kid-subset-size", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="KID: samples per subset (capped by the smaller set).")
 @click.option("--class", "class_idx", type=int, default=None, help="Class for conditional networks (default seed % c_dim).")
-@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True)
-@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
+@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True,
+              help="Noise inputs; 'const' makes a seed's sample reproducible.")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Samples generated per batch.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def evaluate_command(networks, seeds, classifier, target_class, threshold, resize, reference, detector_spec,

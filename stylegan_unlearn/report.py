@@ -297,7 +297,7 @@ def write_report(eval_dir: str, out: str, extra_networks: Sequence[Tuple[str, st
 @click.option("--seeds", type=IntRanges(), default=None, help="Seeds for the sample grid [default: first 8 evaluated].")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--embed-images", is_flag=True, help="Inline the PNGs into report.html (one self-contained file).")
-@click.option("--title", default="Adapt-then-Unlearn report", show_default=True)
+@click.option("--title", default="Adapt-then-Unlearn report", show_default=True, help="Heading of the report.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 def report_command(eval_dir, networks, seeds, out, embed_images, title, device):
     """Write an HTML and Markdown report: same-seed grids, metric charts, drift table, options.

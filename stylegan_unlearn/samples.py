@@ -214,8 +214,10 @@ def _write_set(sample_set: SampleSet, outdir: str, conditional: bool) -> Optiona
 @click.option("--class", "class_idx", type=int, default=None,
               help="Class for conditional networks (default: seed % c_dim; labels user images).")
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
-@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True,
+              help="Noise inputs; 'const' makes a seed's sample reproducible.")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Samples generated per batch.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 def collect_command(network_pkl, seeds, outdir, classifier, target_class, threshold, resize, negative_seeds,
                     negatives_dir, positives_dir, class_idx, truncation_psi, noise_mode, batch_size, device):
