@@ -162,6 +162,7 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
 
     args.data_loader_kwargs = dnnlib.EasyDict(pin_memory=True, num_workers=opts.workers, prefetch_factor=2)
     args.random_seed = opts.seed
+    args.metrics = [] if opts.metrics in (None, "", "none") else [m.strip() for m in opts.metrics.split(",")]
     args.anchor_to_start = mode == "adapt"
     args.resume_G_from = "G_ema" if mode == "adapt" else "G"
 
@@ -442,6 +443,8 @@ def run_training(opts: dnnlib.EasyDict) -> str:
                    "tensor-mean = official code's mean of per-tensor mean squares")
 @click.option("--extrapolate-gamma", type=float, default=1.0, show_default=True,
               help="γ of θ_G + γ(θ_G − mean θ_N) (extrapolate)")
+@click.option("--metrics", default="none", show_default=True, metavar="LIST",
+              help="Accepted for compatibility; metrics run afterwards with `stylegan-unlearn evaluate`")
 @click.option("--desc", help="String to append to the run directory name", metavar="STR")
 @click.option("-n", "--dry-run", is_flag=True, help="Print the options and exit")
 def train_command(**kwargs) -> None:
