@@ -77,9 +77,10 @@ def main() -> int:
             return 1
         print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}  cuda {torch.version.cuda}")
         custom_ops.verbosity = "brief"
-        for name, loader in (("bias_act", bias_act._load_plugin), ("upfirdn2d", upfirdn2d._load_plugin)):
+        device = torch.device("cuda", torch.cuda.current_device())
+        for name, loader in (("bias_act", bias_act._working_plugin), ("upfirdn2d", upfirdn2d._working_plugin)):
             t0 = time.time()
-            plugin = loader()
+            plugin = loader(device)
             print(f"  {name}: {'built' if plugin is not None else 'FAILED'} in {time.time() - t0:.1f} s")
             ok &= plugin is not None
         if not ok:

@@ -15,8 +15,9 @@ pytestmark = [pytest.mark.cuda,
 
 @pytest.fixture(scope="module")
 def plugins():
-    ba, up = bias_act._load_plugin(), upfirdn2d._load_plugin()
-    assert ba is not None and up is not None, "CUDA is available but the plugins did not build (see warning)"
+    device = torch.device("cuda", torch.cuda.current_device())
+    ba, up = bias_act._working_plugin(device), upfirdn2d._working_plugin(device)
+    assert ba is not None and up is not None, "CUDA is available but the plugins did not build or run (see warning)"
     return ba, up
 
 

@@ -80,6 +80,30 @@ def test_missing_source_is_reported_as_build_failure(fresh_plugin_state):
     assert len(caught) == 1 and "missing.cpp" in str(caught[0].message)
 
 
+@pytest.mark.parametrize("op", [bias_act, upfirdn2d], ids=["bias_act", "upfirdn2d"])
+def test_plugin_that_fails_at_run_time_is_disabled_once(fresh_plugin_state, monkeypatch, op):
+    builds = []
+
+    class PluginWithoutKernelImage:
+        def __getattr__(self, name):
+            def kernel(*args, **kwargs):
+                raise RuntimeError("CUDA error: no kernel image is available for execution on the device")
+            return kernel
+
+    def fake_build(name, *args):
+        builds.append(name)
+        return PluginWithoutKernelImage()
+
+    monkeypatch.setattr(custom_ops, "_build_and_import", fake_build)
+    monkeypatch.setattr(op, "_verified_devices", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert op._working_plugin(torch.device("cpu")) is None
+        assert op._working_plugin(torch.device("cpu")) is None
+    assert len(builds) == 1
+    assert len(caught) == 1 and "no kernel image" in str(caught[0].message)
+
+
 TINY_SOURCE = """
 #include <pybind11/pybind11.h>
 static int answer() { return %d; }

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import types
 import warnings
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.utils.cpp_extension
@@ -112,6 +112,21 @@ def try_get_plugin(module_name: str, sources: Sequence[str], headers: Optional[S
         return get_plugin(module_name, sources, headers=headers, source_dir=source_dir, **build_kwargs)
     except PluginBuildError:
         return None
+
+
+def disable_plugin(module_name: str, error: Union[BaseException, str]) -> None:
+    """Give up on a plugin that built but does not work here (e.g. no kernel image for this GPU).
+
+    Warns once; afterwards `get_plugin` raises and `try_get_plugin` returns None for this module.
+    """
+    if module_name in _failed_plugins:
+        return
+    reason = _short_reason(error) if isinstance(error, BaseException) else str(error)
+    _loaded_plugins.pop(module_name, None)
+    _failed_plugins[module_name] = reason
+    warnings.warn(f'The compiled plugin "{module_name}" does not run on this machine ({reason}); using the '
+                  f'pure-PyTorch reference implementation instead, which is slower but gives the same results.',
+                  stacklevel=2)
 
 
 def _build_and_import(module_name: str, sources: List[str], headers: List[str], source_dir: Optional[str],

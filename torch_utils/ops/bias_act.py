@@ -67,7 +67,7 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     """
     act, alpha, gain, clamp = _check_args(x, b, dim, act, alpha, gain, clamp, impl)
     if impl == "cuda" and x.device.type == "cuda":
-        plugin = _load_plugin()
+        plugin = _working_plugin(x.device)
         if plugin is not None:
             return _bias_act_compiled(plugin, x, b, dim, act, alpha, gain, clamp)
     return _bias_act_ref(x, b, dim, act, alpha, gain, clamp)
@@ -195,6 +195,26 @@ def _bias_act_compiled(plugin, x, b, dim, act, alpha, gain, clamp):
 def _load_plugin():
     return custom_ops.try_get_plugin("bias_act_plugin", sources=["bias_act.cpp", "bias_act.cu"],
                                      headers=["bias_act.h"], source_dir=os.path.dirname(os.path.abspath(__file__)))
+
+
+_verified_devices = set()
+
+
+def _working_plugin(device: torch.device):
+    """The plugin, once it has been seen to run correctly on `device`; None if unavailable."""
+    plugin = _load_plugin()
+    if plugin is None or device in _verified_devices:
+        return plugin
+    try:
+        y = plugin.bias_act(torch.full([2], -1.0, device=device), None, None, activation_funcs["relu"].cuda_idx,
+                            0, 0, 0.0, 2.0, -1.0)
+        if y.tolist() != [0.0, 0.0]:
+            raise RuntimeError(f"self-test returned {y.tolist()} instead of [0.0, 0.0]")
+    except RuntimeError as err:
+        custom_ops.disable_plugin("bias_act_plugin", err)
+        return None
+    _verified_devices.add(device)
+    return plugin
 
 
 def _init() -> bool:

@@ -96,7 +96,7 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: IntOrPair = 1, dow
     pads = _parse_padding(padding)
     _check_input(x, f, impl, (upx, upy), (downx, downy), pads)
     if impl == "cuda" and x.device.type == "cuda":
-        plugin = _load_plugin()
+        plugin = _working_plugin(x.device)
         if plugin is not None:
             return _upfirdn2d_compiled(plugin, x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
     return _upfirdn2d_ref(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
@@ -237,6 +237,27 @@ def _upfirdn2d_compiled(plugin, x, f, up, down, pads, flip_filter, gain):
 def _load_plugin():
     return custom_ops.try_get_plugin("upfirdn2d_plugin", sources=["upfirdn2d.cpp", "upfirdn2d.cu"],
                                      headers=["upfirdn2d.h"], source_dir=os.path.dirname(os.path.abspath(__file__)))
+
+
+_verified_devices = set()
+
+
+def _working_plugin(device: torch.device):
+    """The plugin, once it has been seen to run correctly on `device`; None if unavailable."""
+    plugin = _load_plugin()
+    if plugin is None or device in _verified_devices:
+        return plugin
+    try:
+        x = torch.arange(4, dtype=torch.float32, device=device).reshape(1, 1, 2, 2)
+        f = torch.tensor([[1.0, 2.0]], device=device)
+        y = plugin.upfirdn2d(x, f, 1, 1, 1, 1, 0, 0, 0, 0, False)  # [[0, 1], [2, 3]] (*) [[1, 2]] valid
+        if y.flatten().tolist() != [1.0, 7.0]:
+            raise RuntimeError(f"self-test returned {y.flatten().tolist()} instead of [1.0, 7.0]")
+    except RuntimeError as err:
+        custom_ops.disable_plugin("upfirdn2d_plugin", err)
+        return None
+    _verified_devices.add(device)
+    return plugin
 
 
 def _init() -> bool:
