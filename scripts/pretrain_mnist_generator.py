@@ -186,7 +186,7 @@ def main() -> None:
         tag = coverage.pick_snapshot(history, args.export_snapshot)
         state = export_pkl(args.outdir, tag, args.export)
         record = next(r for r in history if r["tag"] == tag)
-        print(json.dumps(dict(exported=args.export, tag=tag, kimg=state["nimg"] / 1000, **record), indent=1))
+        print(json.dumps(dict(record, exported=args.export), indent=1))
         return
 
     cfg = {key: getattr(args, key) for key in DEFAULTS}

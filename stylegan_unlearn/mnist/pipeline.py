@@ -1,0 +1,193 @@
+"""Adapt-then-Unlearn on the bundled MNIST generator, composed from the project's own commands.
+
+Every step is the command a user would run: `collect` (the judge as a classifier with target class =
+the digit), `train --mode=adapt` (EWC, one run per adapted model), `train --mode=unlearn`
+(repulsion), `train --mode=extrapolate`, `evaluate` and `report`. Training runs in child processes,
+as `stylegan-unlearn train` keeps process-wide state; the other commands run in this process.
+The demo and `benchmarks/mnist_unlearn.py` share this module.
+
+FIDs here are computed in the judge's 128-d penultimate feature space (the `--detector` is the
+bundled judge), against the real digits without the unlearned class; they are not Inception FIDs.
+"""
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import click
+
+from stylegan_unlearn.mnist.data import write_mnist_dataset_zip
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+BUNDLED_GENERATOR = ASSETS / "mnist_generator.pkl"
+BUNDLED_JUDGE = ASSETS / "mnist_judge.pt"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DIGIT_NAMES = ",".join(str(d) for d in range(10))
+
+
+@dataclass
+class Settings:
+    """One unlearning run's knobs (kimg are thousands of images shown; batch is the training batch)."""
+    digit: int = 8
+    collect_seeds: str = "0-999"
+    eval_seeds: str = "100000-100999"
+    adapt_kimg: float = 2.0
+    unlearn_kimg: float = 3.0
+    batch: int = 16
+    fisher_samples: int = 32
+    repulsion: str = "el2"
+    repulsion_weight: Optional[float] = None
+    alpha: Optional[float] = None
+    extrapolate_gamma: float = 1.0
+    seed: int = 0
+    threads: int = 1
+    extra_train_args: List[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        if not 0 <= self.digit <= 9:
+            raise click.BadParameter(f"the digit must be between 0 and 9, got {self.digit}")
+        if self.adapt_kimg <= 0 or self.unlearn_kimg <= 0 or self.batch < 1:
+            raise click.BadParameter("kimg values must be positive and the batch at least 1")
+
+
+def check_assets(network: Optional[str] = None) -> str:
+    """Path of the generator to unlearn from; a clear error when the bundled files are missing."""
+    path = Path(network) if network else BUNDLED_GENERATOR
+    if not path.is_file():
+        raise click.ClickException(f"generator pkl '{path}' not found; reinstall stylegan-unlearn (it ships "
+                                   "stylegan_unlearn/assets/mnist_generator.pkl) or pass --network PKL")
+    if not BUNDLED_JUDGE.is_file():
+        raise click.ClickException(f"the MNIST judge '{BUNDLED_JUDGE}' is missing; reinstall stylegan-unlearn")
+    return str(path)
+
+
+def write_reference(outdir: str, digit: int) -> str:
+    """Dataset zip of all real digits except `digit` (the FID reference); reused when already written."""
+    path = os.path.join(outdir, f"real-without-{digit}.zip")
+    if not os.path.isfile(path):
+        write_mnist_dataset_zip(path, exclude=[digit])
+    return path
+
+
+def _cli(command: click.Command, args: Sequence) -> None:
+    command.main(args=[str(a) for a in args], prog_name=f"stylegan-unlearn {command.name}", standalone_mode=False)
+
+
+def collect(network: str, settings: Settings, outdir: str) -> Dict:
+    """`stylegan-unlearn collect` with the judge; returns collect.json (negatives = the digit)."""
+    from stylegan_unlearn.samples import collect_command
+    _cli(collect_command, ["--network", network, "--seeds", settings.collect_seeds, "--classifier", BUNDLED_JUDGE,
+                           "--target-class", settings.digit, "--outdir", outdir, "--device", "cpu",
+                           "--batch", 100])
+    with open(os.path.join(outdir, "collect.json")) as f:
+        summary = json.load(f)
+    if not summary["negatives"]["count"]:
+        raise click.ClickException(f"the generator made no digit {settings.digit} among seeds "
+                                   f"{settings.collect_seeds}; nothing to unlearn")
+    return summary
+
+
+def train(mode: str, outdir: str, args: Sequence, settings: Settings, log=None) -> str:
+    """Run `stylegan-unlearn train --mode=MODE` in a child process; returns the network it produced."""
+    os.makedirs(outdir, exist_ok=True)
+    command = [sys.executable, "-m", "stylegan_unlearn", "train", "--mode", mode, "--outdir", outdir,
+               "--device", "cpu", *[str(a) for a in args]]
+    env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    log_path = os.path.join(outdir, f"{mode}.log")
+    started = time.time()
+    with open(log_path, "a") as log_file:
+        log_file.write("$ " + " ".join(command) + "\n")
+        log_file.flush()
+        result = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        with open(log_path) as f:
+            tail = "".join(f.readlines()[-15:])
+        raise click.ClickException(f"train --mode={mode} failed (exit {result.returncode}); see {log_path}:\n{tail}")
+    if log:
+        log(f"  {mode}: {time.time() - started:.0f} s")
+    if mode == "extrapolate":
+        found = sorted(glob.glob(os.path.join(outdir, "*", "*.pkl")))
+    else:
+        finals = sorted(glob.glob(os.path.join(outdir, "*", "final.json")))
+        found = [json.load(open(finals[-1]))["last_snapshot"]] if finals else []
+    if not found or not found[-1]:
+        raise click.ClickException(f"train --mode={mode} finished without a network in {outdir}")
+    return found[-1]
+
+
+def _common_train_args(settings: Settings, kimg: float) -> List:
+    tick = max(kimg / 4, 0.016)
+    return ["--batch", settings.batch, "--kimg", kimg, "--tick", f"{tick:g}", "--snap", 1000, "--workers", 0,
+            "--seed", settings.seed, *settings.extra_train_args]
+
+
+def adapt(network: str, negatives_zip: str, settings: Settings, outdir: str, index: int = 0, log=None) -> str:
+    """Stage 1: one EWC-adapted model θ_N (seed offset by `index`, so K models differ)."""
+    args = ["--data", negatives_zip, "--resume", network, "--fisher-samples", settings.fisher_samples,
+            *_common_train_args(settings, settings.adapt_kimg)]
+    args[args.index("--seed") + 1] = settings.seed + index
+    return train("adapt", outdir, args, settings, log)
+
+
+def unlearn(network: str, positives_zip: str, adapted: Sequence[str], settings: Settings, outdir: str,
+            log=None) -> str:
+    """Stage 2: fine-tune θ_G on positives with repulsion from the adapted models."""
+    args = ["--data", positives_zip, "--resume", network, "--repulsion", settings.repulsion,
+            *_common_train_args(settings, settings.unlearn_kimg)]
+    for path in adapted:
+        args += ["--adapted", path]
+    if settings.repulsion_weight is not None:
+        args += ["--repulsion-weight", settings.repulsion_weight]
+    if settings.alpha is not None:
+        args += ["--alpha", settings.alpha]
+    return train("unlearn", outdir, args, settings, log)
+
+
+def extrapolate(network: str, adapted: Sequence[str], settings: Settings, outdir: str, log=None) -> str:
+    """The parameter-space baseline θ_G + γ(θ_G − mean θ_N)."""
+    args = ["--resume", network, "--extrapolate-gamma", settings.extrapolate_gamma]
+    for path in adapted:
+        args += ["--adapted", path]
+    return train("extrapolate", outdir, args, settings, log)
+
+
+def evaluate(networks: Sequence[tuple], settings: Settings, reference: str, out: str) -> Dict:
+    """`stylegan-unlearn evaluate`: PUL (judge, target = digit), FID/KID in the judge's feature space vs
+    real digits without the class, and the share of every digit (judge arg-max)."""
+    from stylegan_unlearn.evaluate import evaluate_command
+    args = []
+    for name, path in networks:
+        args += ["--network", f"{name}={path}"]
+    args += ["--seeds", settings.eval_seeds, "--classifier", BUNDLED_JUDGE, "--target-class", settings.digit,
+             "--reference", reference, "--detector", BUNDLED_JUDGE, "--attributes", BUNDLED_JUDGE,
+             "--attribute-names", DIGIT_NAMES, "--kid-subset-size", 100, "--kid-subsets", 20, "--batch", 100,
+             "--device", "cpu", "--out", out]
+    _cli(evaluate_command, args)
+    with open(os.path.join(out, "summary.json")) as f:
+        return json.load(f)
+
+
+def report(eval_dir: str, out: str, extra: Sequence[tuple] = (), title: str = "MNIST unlearning") -> Dict:
+    from stylegan_unlearn.report import write_report
+    seeds = list(range(100000, 100016))
+    return write_report(eval_dir, out, extra_networks=list(extra), grid_seeds=seeds, title=title,
+                        echo=lambda *_: None)
+
+
+def result_row(summary: Dict, name: str, digit: int) -> Dict:
+    """The numbers of one evaluated network: share of the digit, PUL, FID, KID, share of every digit."""
+    record = next(r for r in summary["networks"] if r["name"] == name)
+    shares = record.get("attribute_shares") or {}
+    return dict(name=name, digit_share=record.get("neg_share"), n_neg=record.get("n_neg"), pul=record.get("pul"),
+                fid=record.get("fid"), kid=record.get("kid"),
+                shares={k: round(float(v), 4) for k, v in shares.items()}, num_samples=record.get("num_samples"))
+
+
+def settings_dict(settings: Settings) -> Dict:
+    return asdict(settings)
