@@ -337,11 +337,14 @@ def open_image_dataset(path: str, **kwargs) -> ImageDataset:
     return ImageDataset(path, **kwargs)
 
 
-def write_image_dataset(path: str, images: np.ndarray, labels: Optional[Sequence[int]] = None) -> int:
+def write_image_dataset(path: str, images: np.ndarray, labels: Optional[Sequence[int]] = None,
+                        label_dim: Optional[int] = None) -> int:
     """Write uint8 NHWC images (C = 1 or 3) as a reference-format dataset zip, atomically.
 
     `labels` (one non-negative integer class per image) go to `dataset.json`; without them it holds
-    `{"labels": null}`. Returns the number of images written.
+    `{"labels": null}`. With `label_dim` (a conditional network's `c_dim`) they are written as one-hot
+    float vectors of that width, so that a set holding only some classes still has the network's label
+    width in any reader, the reference trainer's included. Returns the number of images written.
     """
     images = np.asarray(images)
     if images.dtype != np.uint8:
@@ -365,7 +368,15 @@ def write_image_dataset(path: str, images: np.ndarray, labels: Optional[Sequence
         for label in labels:
             if isinstance(label, (bool, np.bool_)) or int(label) != label or int(label) < 0:
                 raise ValueError(f"labels must be non-negative integer classes, got {label!r}")
-        entries = [[image_name(i), int(label)] for i, label in enumerate(labels)]
+        if label_dim is None:
+            entries = [[image_name(i), int(label)] for i, label in enumerate(labels)]
+        else:
+            if int(label_dim) < 1 or max(int(label) for label in labels) >= int(label_dim):
+                raise ValueError(f"labels must be classes below label_dim={label_dim}, got up to {max(labels)}")
+            entries = [[image_name(i), [1.0 if k == int(label) else 0.0 for k in range(int(label_dim))]]
+                       for i, label in enumerate(labels)]
+    elif label_dim is not None:
+        raise ValueError("label_dim was given without labels")
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     mode = "L" if channels == 1 else "RGB"

@@ -178,7 +178,7 @@ def collect_samples(G: torch.nn.Module, seeds: Sequence[int], decide, batch_size
     return negatives, positives
 
 
-def _write_set(sample_set: SampleSet, outdir: str, conditional: bool) -> Optional[Dict]:
+def _write_set(sample_set: SampleSet, outdir: str, c_dim: int) -> Optional[Dict]:
     from stylegan_unlearn.data import write_image_dataset
     from stylegan_unlearn.images import save_contact_sheet
 
@@ -187,9 +187,11 @@ def _write_set(sample_set: SampleSet, outdir: str, conditional: bool) -> Optiona
     if not len(sample_set):
         return summary
     images = np.stack(sample_set.images)
+    conditional = c_dim > 0
     labels = sample_set.labels if conditional else None
     zip_name, sheet_name = f"{sample_set.kind}.zip", f"{sample_set.kind}.png"
-    write_image_dataset(os.path.join(outdir, zip_name), images, labels=labels)
+    write_image_dataset(os.path.join(outdir, zip_name), images, labels=labels,
+                        label_dim=c_dim if conditional else None)
     shown = min(len(sample_set), SHEET_LIMIT)
     save_contact_sheet(images[:shown], sample_set.captions[:shown], os.path.join(outdir, sheet_name))
     summary.update(zip=zip_name, contact_sheet=sheet_name, contact_sheet_shows=shown)
@@ -299,8 +301,8 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
         "classifier": judge.describe() if judge else None,
         "seeds": format_int_ranges(all_seeds),
         "truncation_psi": truncation_psi, "noise_mode": noise_mode, "class": class_idx,
-        "negatives": _write_set(negatives, outdir, conditional),
-        "positives": _write_set(positives, outdir, conditional),
+        "negatives": _write_set(negatives, outdir, int(c_dim)),
+        "positives": _write_set(positives, outdir, int(c_dim)),
         "total_time": round(time.time() - started, 3),
         "timestamp": time.time(),
     }

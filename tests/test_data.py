@@ -213,3 +213,23 @@ def test_check_dataset_matches_network(tmp_path):
 
 def test_image_name():
     assert image_name(0) == "00000/img00000000.png" and image_name(123456) == "00123/img00123456.png"
+
+
+def test_write_with_label_dim_stores_one_hot_vectors_of_that_width(tmp_path):
+    import json
+    import zipfile
+
+    from stylegan_unlearn.data import ImageDataset, write_image_dataset
+
+    images = np.zeros((2, 8, 8, 1), np.uint8)
+    path = str(tmp_path / "onehot.zip")
+    write_image_dataset(path, images, labels=[1, 1], label_dim=4)
+    with zipfile.ZipFile(path) as archive:
+        labels = json.loads(archive.read("dataset.json"))["labels"]
+    assert labels[0][1] == [0.0, 1.0, 0.0, 0.0]
+    dataset = ImageDataset(path, use_labels=True)
+    assert dataset.label_dim == 4 and dataset.get_label(1).tolist() == [0.0, 1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="below label_dim=2"):
+        write_image_dataset(str(tmp_path / "bad.zip"), images, labels=[0, 3], label_dim=2)
+    with pytest.raises(ValueError, match="without labels"):
+        write_image_dataset(str(tmp_path / "bad2.zip"), images, label_dim=2)
