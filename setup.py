@@ -1,29 +1,18 @@
 """Packaging for stylegan-unlearn: Adapt-then-Unlearn for StyleGAN2-ADA / StyleGAN3 network pkls."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="stylegan-unlearn",
     version="0.1.0",
     description="Adapt-then-Unlearn feature unlearning for pretrained StyleGAN2-ADA / StyleGAN3 pkls",
     python_requires=">=3.9",
-    packages=[
-        "stylegan_unlearn",
-        "stylegan_unlearn.networks",
-        "stylegan_unlearn.metrics",
-        "stylegan_unlearn.loop",
-        "stylegan_unlearn.assets",
-        "stylegan_unlearn.mnist",
-        "torch_utils",
-        "torch_utils.ops",
-        "dnnlib",
-        "training_hooks",
-        "patches",
-    ],
+    packages=find_packages(include=["stylegan_unlearn", "stylegan_unlearn.*", "torch_utils", "torch_utils.*",
+                                    "dnnlib", "dnnlib.*", "training_hooks", "training_hooks.*", "patches"]),
     package_data={
         "torch_utils.ops": ["*.cu", "*.cpp", "*.h"],
+        "patches": ["*.diff"],
         "stylegan_unlearn.assets": ["*.pkl", "*.pt", "*.json"],
     },
-    py_modules=["train"],
     install_requires=[
         "torch>=2.0,<3",
         "click>=8.0",
