@@ -58,7 +58,8 @@ def test_bias_act_compiled_channels_last_and_half(plugins):
 
 
 @pytest.mark.parametrize("cfg", [
-    dict(up=2, padding=[2, 1, 2, 1], gain=4), dict(down=2, padding=1), dict(up=[2, 1], down=[1, 2], padding=[0, 1, -1, 2]),
+    dict(up=2, padding=[2, 1, 2, 1], gain=4), dict(down=2, padding=1),
+    dict(up=[2, 1], down=[1, 2], padding=[0, 1, -1, 2]),
     dict(up=3, down=2, padding=2, flip_filter=True), dict(padding=-1),
 ])
 @pytest.mark.parametrize("separable", [False, True])

@@ -11,7 +11,8 @@ static int dtype_code(at::ScalarType type) {
         case at::kBFloat16: return BIAS_ACT_BFLOAT16;
         case at::kFloat: return BIAS_ACT_FLOAT32;
         case at::kDouble: return BIAS_ACT_FLOAT64;
-        default: TORCH_CHECK(false, "bias_act: unsupported dtype ", type, "; use float16, bfloat16, float32 or float64");
+        default:
+            TORCH_CHECK(false, "bias_act: unsupported dtype ", type, "; use float16, bfloat16, float32 or float64");
     }
     return -1;
 }

@@ -11,20 +11,21 @@ namespace {
 template <typename T> struct ComputeType { typedef float type; };
 template <> struct ComputeType<double> { typedef double type; };
 
-template <typename C> __host__ __device__ __forceinline__ C load(const __half* p, int64_t i) { return C(__half2float(p[i])); }
-template <typename C> __host__ __device__ __forceinline__ C load(const __nv_bfloat16* p, int64_t i) { return C(__bfloat162float(p[i])); }
-template <typename C> __host__ __device__ __forceinline__ C load(const float* p, int64_t i) { return C(p[i]); }
-template <typename C> __host__ __device__ __forceinline__ C load(const double* p, int64_t i) { return C(p[i]); }
+#define HD __host__ __device__ __forceinline__  // used by both the kernel and the host runner
+template <typename C> HD C load(const __half* p, int64_t i) { return C(__half2float(p[i])); }
+template <typename C> HD C load(const __nv_bfloat16* p, int64_t i) { return C(__bfloat162float(p[i])); }
+template <typename C> HD C load(const float* p, int64_t i) { return C(p[i]); }
+template <typename C> HD C load(const double* p, int64_t i) { return C(p[i]); }
 
-__host__ __device__ __forceinline__ void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
-__host__ __device__ __forceinline__ void store(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
-__host__ __device__ __forceinline__ void store(float* p, int64_t i, float v) { p[i] = v; }
-__host__ __device__ __forceinline__ void store(double* p, int64_t i, double v) { p[i] = v; }
+HD void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+HD void store(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+HD void store(float* p, int64_t i, float v) { p[i] = v; }
+HD void store(double* p, int64_t i, double v) { p[i] = v; }
 
 // Value and first two derivatives of the activation at v. At kinks the derivative follows
 // PyTorch autograd (relu: 0 at v = 0; lrelu: alpha at v = 0; softplus: linear above 20).
 template <typename C>
-__host__ __device__ __forceinline__ void activation(int act, C v, C alpha, C& f0, C& f1, C& f2) {
+HD void activation(int act, C v, C alpha, C& f0, C& f1, C& f2) {
     const C one = C(1), zero = C(0);
     switch (act) {
         case 2:  // relu
@@ -65,7 +66,7 @@ __host__ __device__ __forceinline__ void activation(int act, C v, C alpha, C& f0
 
 // Computes output element i; shared by the GPU kernel and the host runner used in tests.
 template <typename T>
-__host__ __device__ __forceinline__ void bias_act_element(const BiasActParams& p, int64_t i) {
+HD void bias_act_element(const BiasActParams& p, int64_t i) {
     typedef typename ComputeType<T>::type C;
     const T* x = static_cast<const T*>(p.x);
     const T* b = static_cast<const T*>(p.b);

@@ -22,7 +22,7 @@ typedef struct {
     int64_t numel;
     int64_t channel_stride;
     int64_t channels;
-    int act;                // activation index: 1 linear, 2 relu, 3 lrelu, 4 tanh, 5 sigmoid, 6 elu, 7 selu, 8 softplus, 9 swish
+    int act;                // 1 linear, 2 relu, 3 lrelu, 4 tanh, 5 sigmoid, 6 elu, 7 selu, 8 softplus, 9 swish
     int order;              // 0, 1 or 2
     int dtype;              // BiasActDtype
     double alpha;

@@ -11,7 +11,8 @@ static int dtype_code(at::ScalarType type) {
         case at::kBFloat16: return UPFIRDN2D_BFLOAT16;
         case at::kFloat: return UPFIRDN2D_FLOAT32;
         case at::kDouble: return UPFIRDN2D_FLOAT64;
-        default: TORCH_CHECK(false, "upfirdn2d: unsupported dtype ", type, "; use float16, bfloat16, float32 or float64");
+        default:
+            TORCH_CHECK(false, "upfirdn2d: unsupported dtype ", type, "; use float16, bfloat16, float32 or float64");
     }
     return -1;
 }

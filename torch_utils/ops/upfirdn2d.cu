@@ -11,18 +11,19 @@ namespace {
 template <typename T> struct ComputeType { typedef float type; };
 template <> struct ComputeType<double> { typedef double type; };
 
-template <typename C> __host__ __device__ __forceinline__ C load(const __half* p, int64_t i) { return C(__half2float(p[i])); }
-template <typename C> __host__ __device__ __forceinline__ C load(const __nv_bfloat16* p, int64_t i) { return C(__bfloat162float(p[i])); }
-template <typename C> __host__ __device__ __forceinline__ C load(const float* p, int64_t i) { return C(p[i]); }
-template <typename C> __host__ __device__ __forceinline__ C load(const double* p, int64_t i) { return C(p[i]); }
+#define HD __host__ __device__ __forceinline__  // used by both the kernel and the host runner
+template <typename C> HD C load(const __half* p, int64_t i) { return C(__half2float(p[i])); }
+template <typename C> HD C load(const __nv_bfloat16* p, int64_t i) { return C(__bfloat162float(p[i])); }
+template <typename C> HD C load(const float* p, int64_t i) { return C(p[i]); }
+template <typename C> HD C load(const double* p, int64_t i) { return C(p[i]); }
 
-__host__ __device__ __forceinline__ void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
-__host__ __device__ __forceinline__ void store(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
-__host__ __device__ __forceinline__ void store(float* p, int64_t i, float v) { p[i] = v; }
-__host__ __device__ __forceinline__ void store(double* p, int64_t i, double v) { p[i] = v; }
+HD void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+HD void store(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+HD void store(float* p, int64_t i, float v) { p[i] = v; }
+HD void store(double* p, int64_t i, double v) { p[i] = v; }
 
 // First tap index k >= 0 with start + k a non-negative multiple of `up`.
-__host__ __device__ __forceinline__ int first_tap(int start, int up) {
+HD int first_tap(int start, int up) {
     int k = ((-start) % up + up) % up;
     return start + k < 0 ? -start : k;  // -start is congruent to k modulo up
 }
@@ -35,7 +36,7 @@ __host__ __device__ __forceinline__ int first_tap(int start, int up) {
 
 // Computes output pixel i; shared by the GPU kernel and the host runner used in tests.
 template <typename T>
-__host__ __device__ __forceinline__ void upfirdn2d_pixel(const Upfirdn2dParams& p, int64_t i) {
+HD void upfirdn2d_pixel(const Upfirdn2dParams& p, int64_t i) {
     typedef typename ComputeType<T>::type C;
     const T* x = static_cast<const T*>(p.x);
     T* y = static_cast<T*>(p.y);

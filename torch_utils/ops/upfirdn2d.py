@@ -10,7 +10,7 @@
 A compiled CUDA kernel is used when `impl='cuda'`, `x` lives on a GPU and the plugin builds.
 """
 import os
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
