@@ -141,7 +141,11 @@ def _build_and_import(module_name: str, sources: List[str], headers: List[str], 
         raise RuntimeError("no CUDA toolkit found (nvcc); install one or set CUDA_HOME")
     torch.utils.cpp_extension.verify_ninja_availability()
 
+    # Key the build by everything that changes the binary: sources, flags, toolchain and target GPU.
     extra = f"{sorted(build_kwargs.items())!r}|torch {torch.__version__}|cuda {torch.version.cuda}"
+    extra += f"|arch {os.environ.get('TORCH_CUDA_ARCH_LIST', '')}"
+    if torch.cuda.is_available():
+        extra += f"|gpu {torch.cuda.get_device_capability()}"
     digest = _content_hash(sources + headers, extra)
     build_dir = os.path.join(_build_root(), f"{module_name}-{digest}")
     _stage_sources(sources + headers, build_dir)
