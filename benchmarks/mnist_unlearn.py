@@ -61,7 +61,7 @@ def _finished(outdir: str, mode: str) -> Optional[str]:
         with open(final) as f:
             path = json.load(f).get("last_snapshot")
         if path and os.path.isfile(path):
-            return path
+            return pipeline.raw_generator_pkl(path)
     return None
 
 

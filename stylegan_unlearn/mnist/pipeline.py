@@ -121,6 +121,21 @@ def train(mode: str, outdir: str, args: Sequence, settings: Settings, log=None) 
     return found[-1]
 
 
+def raw_generator_pkl(snapshot: str) -> str:
+    """A copy of a training snapshot whose G_ema is its raw G, for runs much shorter than the EMA half-life.
+
+    `train --mode=adapt/unlearn` keeps the official G_ema decay (half-life 312 steps); the CPU-sized runs
+    here take 60-200 steps, so their G_ema has barely moved and the raw G is the trained network.
+    """
+    from stylegan_unlearn.pkl import load_network_pkl, save_network_pkl
+    path = os.path.splitext(snapshot)[0] + "-rawG.pkl"
+    if not os.path.isfile(path):
+        data = load_network_pkl(snapshot, safe=True)
+        data["G_ema"] = data["G"]
+        save_network_pkl(path, data)
+    return path
+
+
 def _common_train_args(settings: Settings, kimg: float) -> List:
     tick = max(kimg / 4, 0.016)
     return ["--batch", settings.batch, "--kimg", kimg, "--tick", f"{tick:g}", "--snap", 1000, "--workers", 0,
@@ -132,7 +147,7 @@ def adapt(network: str, negatives_zip: str, settings: Settings, outdir: str, ind
     args = ["--data", negatives_zip, "--resume", network, "--fisher-samples", settings.fisher_samples,
             *_common_train_args(settings, settings.adapt_kimg)]
     args[args.index("--seed") + 1] = settings.seed + index
-    return train("adapt", outdir, args, settings, log)
+    return raw_generator_pkl(train("adapt", outdir, args, settings, log))
 
 
 def unlearn(network: str, positives_zip: str, adapted: Sequence[str], settings: Settings, outdir: str,
@@ -146,7 +161,7 @@ def unlearn(network: str, positives_zip: str, adapted: Sequence[str], settings: 
         args += ["--repulsion-weight", settings.repulsion_weight]
     if settings.alpha is not None:
         args += ["--alpha", settings.alpha]
-    return train("unlearn", outdir, args, settings, log)
+    return raw_generator_pkl(train("unlearn", outdir, args, settings, log))
 
 
 def extrapolate(network: str, adapted: Sequence[str], settings: Settings, outdir: str, log=None) -> str:
