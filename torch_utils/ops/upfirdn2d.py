@@ -151,8 +151,9 @@ def _output_size(in_w, in_h, fw, fh, up, down, pads) -> Tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Reference path: zero insertion by reshape, pad/crop, grouped conv2d, strided slicing. All
-# differentiable torch ops, so gradients of any order (w.r.t. x and f) come from autograd.
+# Reference path: zero insertion and padding in one strided copy, then a grouped conv2d whose
+# stride does the decimation. All differentiable torch ops, so gradients of any order (w.r.t. x and
+# f) come from autograd.
 
 def _upfirdn2d_ref(x, f, up, down, pads, flip_filter, gain):
     (upx, upy), (downx, downy), (px0, px1, py0, py1) = up, down, pads
@@ -160,12 +161,11 @@ def _upfirdn2d_ref(x, f, up, down, pads, flip_filter, gain):
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     n, c, h, w = x.shape
 
-    if upx > 1 or upy > 1:
-        x = x.reshape([n, c, h, 1, w, 1])
-        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-        x = x.reshape([n, c, h * upy, w * upx])
-
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    # Zero-insert and zero-pad in one go: x lands on every up-th sample, offset by the padding.
+    if upx > 1 or upy > 1 or max(pads) > 0:
+        z = x.new_zeros([n, c, h * upy + max(py0, 0) + max(py1, 0), w * upx + max(px0, 0) + max(px1, 0)])
+        z[:, :, max(py0, 0): max(py0, 0) + h * upy: upy, max(px0, 0): max(px0, 0) + w * upx: upx] = x
+        x = z
     x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
 
     f = f * (gain ** (f.ndim / 2))
@@ -173,14 +173,9 @@ def _upfirdn2d_ref(x, f, up, down, pads, flip_filter, gain):
     if not flip_filter:  # conv2d correlates; flipping the taps turns that into a true convolution
         f = f.flip(list(range(f.ndim)))
     if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].expand([c, 1, -1, -1]), groups=c)
-    else:
-        x = F.conv2d(x, f[None, None, None, :].expand([c, 1, 1, -1]), groups=c)
-        x = F.conv2d(x, f[None, None, :, None].expand([c, 1, -1, 1]), groups=c)
-
-    if downx > 1 or downy > 1:
-        x = x[:, :, ::downy, ::downx]
-    return x
+        return F.conv2d(x, f[None, None].expand([c, 1, -1, -1]), groups=c, stride=(downy, downx))
+    x = F.conv2d(x, f[None, None, None, :].expand([c, 1, 1, -1]), groups=c, stride=(1, downx))
+    return F.conv2d(x, f[None, None, :, None].expand([c, 1, -1, 1]), groups=c, stride=(downy, 1))
 
 
 # ------------------------------------------------------------------------------------------------
