@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -76,7 +77,7 @@ def _timed(outdir: str, mode: str, run) -> tuple:
 
 
 def run_digit(digit: int, ks: List[int], methods: List[str], base: pipeline.Settings, workdir: str,
-              network: str, log) -> Dict:
+              network: str, log, jobs: int = 1) -> Dict:
     """Every requested method and K for one digit; returns {'rows': [...], 'original': {...}, ...}."""
     settings = pipeline.Settings(**{**pipeline.settings_dict(base), "digit": digit})
     root = os.path.join(workdir, f"digit{digit}")
@@ -86,18 +87,17 @@ def run_digit(digit: int, ks: List[int], methods: List[str], base: pipeline.Sett
     negatives = os.path.join(root, "samples", "negatives.zip")
     positives = os.path.join(root, "samples", "positives.zip")
 
-    adapted, adapt_seconds = [], []
-    for index in range(max(ks)):
-        log(f"== digit {digit}: adapting model {index + 1}/{max(ks)}")
-        path, seconds = _timed(os.path.join(root, f"adapt{index}"), "adapt", lambda: pipeline.adapt(
-            network, negatives, settings, os.path.join(root, f"adapt{index}"), index=index, log=log))
-        adapted.append(path)
-        adapt_seconds.append(seconds)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each training is its own child process
+        def adapt_one(index):
+            log(f"== digit {digit}: adapting model {index + 1}/{max(ks)}")
+            outdir = os.path.join(root, f"adapt{index}")
+            return _timed(outdir, "adapt", lambda: pipeline.adapt(network, negatives, settings, outdir, index=index,
+                                                                  log=log))
+        adapt_results = list(pool.map(adapt_one, range(max(ks))))
+        adapted = [path for path, _seconds in adapt_results]
+        adapt_seconds = [seconds for _path, seconds in adapt_results]
 
-    networks = [("original", network)]
-    runs = []
-    for method in methods:
-        for k in (ks if method != "finetune" else [None]):
+        def stage2(method, k):
             name = method if k is None else f"{method}-k{k}"
             outdir = os.path.join(root, name)
             log(f"== digit {digit}: {name}")
@@ -112,10 +112,12 @@ def run_digit(digit: int, ks: List[int], methods: List[str], base: pipeline.Sett
                     run_settings.repulsion = method.split("-")[1]
                 path, seconds = _timed(outdir, "unlearn", lambda: pipeline.unlearn(
                     network, positives, adapted[:k] if k else adapted[:1], run_settings, outdir, log=log))
-            networks.append((name, path))
             stage1 = [s for s in adapt_seconds[:k or 0] if s is not None]
-            runs.append(dict(method=method, k=k, name=name, network=path, stage2_seconds=seconds,
-                             stage1_seconds=round(sum(stage1), 1) if k else 0.0))
+            return dict(method=method, k=k, name=name, network=path, stage2_seconds=seconds,
+                        stage1_seconds=round(sum(stage1), 1) if k else 0.0)
+        grid = [(m, k) for m in methods for k in (ks if m != "finetune" else [None])]
+        runs = list(pool.map(lambda mk: stage2(*mk), grid))
+    networks = [("original", network)] + [(run["name"], run["network"]) for run in runs]
 
     log(f"== digit {digit}: evaluating {len(networks)} networks")
     reference = pipeline.write_reference(workdir, digit)
@@ -165,7 +167,7 @@ def markdown(result: Dict) -> str:
              f"ratio to our pretrained model's FID with the paper's ratio (pretrained {PAPER_PRETRAINED_FID}).",
              f"Settings: {json.dumps(result['settings'])}", "",
              "| digit | method | K | PUL % | FID (judge) | FID / pretrained | digit share | max other-digit share change "
-             "| wall s (stage1+stage2) | paper PUL % | paper FID (×pretrained) |",
+             "| wall s (stage1+stage2, jobs in parallel) | paper PUL % | paper FID (×pretrained) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for digit in result["grid"]["digits"]:
         digit_result = result["digits"].get(str(digit))
@@ -216,6 +218,7 @@ def main() -> None:
     parser.add_argument("--unlearn-kimg", type=float, default=pipeline.Settings.unlearn_kimg)
     parser.add_argument("--batch", type=int, default=pipeline.Settings.batch)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run at once (each one process)")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(methods) - set(METHODS))
@@ -228,7 +231,7 @@ def main() -> None:
     base = pipeline.Settings(collect_seeds=args.collect_seeds, eval_seeds=args.eval_seeds, adapt_kimg=args.adapt_kimg,
                              unlearn_kimg=args.unlearn_kimg, batch=args.batch, threads=args.threads)
     json_path = os.path.join(args.results, "mnist.json")
-    result = dict(network=os.path.abspath(network), settings=pipeline.settings_dict(base),
+    result = dict(network=os.path.abspath(network), settings=pipeline.settings_dict(base), jobs=args.jobs,
                   grid=dict(digits=list(ALL_DIGITS), k=list(ALL_K), methods=list(METHODS)),
                   fid_space="MNIST judge 128-d penultimate features (not Inception)", digits={})
     if os.path.isfile(json_path):  # keep digits measured by earlier invocations with the same settings
@@ -239,7 +242,7 @@ def main() -> None:
     started = time.time()
     for digit in args.digits:
         digit_result = run_digit(digit, sorted(set(args.k)), methods, base, args.workdir, network,
-                                 log=lambda msg: print(msg, flush=True))
+                                 log=lambda msg: print(msg, flush=True), jobs=max(1, args.jobs))
         result["digits"][str(digit)] = digit_result
         result["num_eval_samples"] = digit_result["num_eval_samples"]
         result["goals"] = goals(result)
