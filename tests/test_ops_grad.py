@@ -362,3 +362,15 @@ def _assert_same_two_orders(fn_a, fn_b, inputs):
         outputs.append([y.detach()] + [g.detach() for g in grads] + grads2)
     for a, b in zip(*outputs):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+
+
+def test_fma_per_sample_gradients_under_vmap():
+    from torch.func import grad, vmap
+
+    from torch_utils.ops import fma
+
+    a, b, c = torch.randn(5, 3, 4), torch.randn(3, 1), torch.randn(5, 3, 4)
+    per_sample = vmap(grad(lambda b_, a_, c_: fma.fma(a_, b_, c_).square().sum()), in_dims=(None, 0, 0))(b, a, c)
+    expected = torch.stack([torch.autograd.grad(torch.addcmul(c[i], a[i], b.requires_grad_()).square().sum(), b)[0]
+                            for i in range(5)])
+    torch.testing.assert_close(per_sample, expected)

@@ -19,11 +19,17 @@ def _unbroadcast(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 
 class _FusedMultiplyAdd(torch.autograd.Function):
+    generate_vmap_rule = True  # per-sample gradients (torch.func.vmap, e.g. the EWC Fisher) go through it
+
     @staticmethod
-    def forward(ctx, a, b, c):
+    def forward(a, b, c):
+        return torch.addcmul(c, a, b)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        a, b, c = inputs
         ctx.save_for_backward(a, b)
         ctx.shapes = (a.shape, b.shape, c.shape)
-        return torch.addcmul(c, a, b)
 
     @staticmethod
     def backward(ctx, dout):
