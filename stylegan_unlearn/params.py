@@ -33,6 +33,7 @@ import torch
 __all__ = [
     "PARAM_MODES", "DISTANCE_MODES", "unwrap", "named_generator_parameters", "select_params",
     "select_names", "weighted_sq_distance", "AnchorSet", "distance", "state_tensors", "gather_aligned",
+    "require_device",
 ]
 
 PARAM_MODES = ("synthesis", "all")
@@ -168,6 +169,14 @@ def distance(params: Sequence[torch.Tensor], anchors: Sequence[Sequence[torch.Te
              mode: str = "l2") -> torch.Tensor:
     """d(θ, {θ_N^k}) for `mode` in ``'l2'`` / ``'tensor-mean'`` (see the module docstring)."""
     return AnchorSet(anchors, mode, device=params[0].device if params else None).distance(params)
+
+
+def require_device(named: Sequence[Tuple[str, torch.Tensor]], device: torch.device) -> None:
+    """Raise one clear error if a parameter is not on `device` (a penalty never moves tensors per step)."""
+    for name, p in named:
+        if p.device != torch.device(device):
+            raise ValueError(f"generator parameter {name} is on {p.device}, not on the loss device {device}; "
+                             "move the networks to the device before building the loss")
 
 
 def state_tensors(source: Union[torch.nn.Module, Mapping[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:

@@ -16,20 +16,13 @@ import torch
 from torch_utils import training_stats
 
 from stylegan_unlearn.fisher import load_or_compute_fisher
-from stylegan_unlearn.params import GeneratorLike, select_params, weighted_sq_distance, unwrap
+from stylegan_unlearn.params import GeneratorLike, require_device, select_params, unwrap, weighted_sq_distance
 from training_hooks.loss import StyleGAN2Loss
 
 __all__ = ["EWCPenalty", "EWCLoss", "DEFAULT_EWC_LAMBDA", "DEFAULT_FISHER_SAMPLES"]
 
 DEFAULT_EWC_LAMBDA = 5e8
 DEFAULT_FISHER_SAMPLES = 32
-
-
-def _check_on_device(named, device: torch.device) -> None:
-    for name, p in named:
-        if p.device != device:
-            raise ValueError(f"generator parameter {name} is on {p.device}, not on the loss device {device}; "
-                             "move the networks to the device before building the loss")
 
 
 class EWCPenalty:
@@ -42,7 +35,7 @@ class EWCPenalty:
             raise ValueError(f"ewc_lambda must be a non-negative number, got {ewc_lambda}")
         device = torch.device(device)
         named = select_params(generator, params)
-        _check_on_device(named, device)
+        require_device(named, device)
         self.names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.coefficient = float(ewc_lambda) / 2

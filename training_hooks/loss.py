@@ -13,7 +13,7 @@ user's own stylegan2-ada-pytorch / stylegan3 checkout as well as in our loop.
 import contextlib
 import functools
 import inspect
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch

@@ -23,8 +23,7 @@ import torch
 from torch_utils import training_stats
 
 from stylegan_unlearn import repulsion as repulsion_forms
-from stylegan_unlearn.params import AnchorSet, GeneratorLike, gather_aligned, select_params
-from training_hooks.ewc import _check_on_device
+from stylegan_unlearn.params import AnchorSet, GeneratorLike, gather_aligned, require_device, select_params
 from training_hooks.loss import StyleGAN2Loss
 
 __all__ = ["RepulsionPenalty", "RepulsionLoss", "load_adapted_generator"]
@@ -69,15 +68,14 @@ class RepulsionPenalty:
         if repulsion not in repulsion_forms.REPULSION_FORMS:
             raise ValueError(f"unknown repulsion {repulsion!r}; use one of "
                              f"{', '.join(repulsion_forms.REPULSION_FORMS)}")
-        if isinstance(adapted, (str, os.PathLike, torch.nn.Module)) or (
-                isinstance(adapted, Mapping)):
-            adapted = [adapted]
+        if isinstance(adapted, (str, os.PathLike, torch.nn.Module, Mapping)):
+            adapted = [adapted]  # a single network given without a list
         adapted = list(adapted or [])
         if not adapted:
             raise ValueError("RepulsionLoss needs at least one adapted network (adapted=[...pkl])")
         device = torch.device(device)
         named = select_params(generator, params)
-        _check_on_device(named, device)
+        require_device(named, device)
         self.names = [n for n, _ in named]
         self.params = [p for _, p in named]
         shapes = [p.shape for p in self.params]
