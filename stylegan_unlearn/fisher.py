@@ -220,12 +220,12 @@ def load_fisher(path: Union[str, os.PathLike]) -> Tuple[Dict[str, torch.Tensor],
 
 
 def _cache_matches(fisher: Dict[str, torch.Tensor], meta: dict, named: Sequence[Tuple[str, torch.Tensor]],
-                   num_samples: int, fingerprint: List[float]) -> bool:
+                   num_samples: int, seed: int, fingerprint: List[float]) -> bool:
     if list(fisher) != [n for n, _ in named]:
         return False
     if any(tuple(fisher[n].shape) != tuple(p.shape) for n, p in named):
         return False
-    if meta.get("num_samples") != num_samples:
+    if meta.get("num_samples") != num_samples or meta.get("seed") != seed:
         return False
     cached = meta.get("theta_fingerprint")
     return (isinstance(cached, list) and len(cached) == 2
@@ -235,7 +235,7 @@ def _cache_matches(fisher: Dict[str, torch.Tensor], meta: dict, named: Sequence[
 def load_or_compute_fisher(G: GeneratorLike, D: torch.nn.Module, cache: Union[str, os.PathLike, None] = None, *,
                            params: str = "synthesis", num_samples: int = 32, chunk: int = 8, seed: int = 0,
                            device: Union[torch.device, str, None] = None) -> Dict[str, torch.Tensor]:
-    """The Fisher from `cache` when it was made for these parameters (names, shapes, weights, N),
+    """The Fisher from `cache` when it was made for these parameters (names, shapes, weights, N, seed),
     otherwise computed and, if `cache` is given, saved there atomically."""
     named = select_params(_generator_parts(G), params)
     fingerprint = _fingerprint([p for _, p in named])
@@ -246,7 +246,7 @@ def load_or_compute_fisher(G: GeneratorLike, D: torch.nn.Module, cache: Union[st
         except ValueError as err:
             warnings.warn(f"{err}; recomputing the Fisher", RuntimeWarning, stacklevel=2)
         else:
-            if _cache_matches(fisher, meta, named, num_samples, fingerprint):
+            if _cache_matches(fisher, meta, named, num_samples, seed, fingerprint):
                 return {n: t.to(device=target, dtype=torch.float32) for n, t in fisher.items()}
             warnings.warn(f"Fisher cache {cache} was made for other parameters; recomputing it",
                           RuntimeWarning, stacklevel=2)

@@ -100,6 +100,10 @@ def test_cache_is_written_then_reused_and_refreshed_for_other_weights(tmp_path, 
     assert all(torch.equal(first[n], again[n]) for n in first)
     monkeypatch.undo()
 
+    with pytest.warns(RuntimeWarning, match="recomputing"):
+        load_or_compute_fisher(G, D, cache, num_samples=3, seed=9)  # another seed is another estimate
+    assert load_fisher(cache)[1]["seed"] == 9
+
     with torch.no_grad():
         G.synthesis.b8.conv0.weight.add_(0.5)
     with pytest.warns(RuntimeWarning, match="recomputing"):
