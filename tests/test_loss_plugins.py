@@ -251,3 +251,37 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     loss = training_hooks.StyleGAN2Loss("cpu", G.mapping, G.synthesis, D)
     with pytest.raises(ValueError, match="unknown loss phase"):
         loss.accumulate_gradients("Gall", None, None, None, None, True, 1)
+
+
+@pytest.mark.filterwarnings("ignore:`broadcast_buffers` is deprecated")
+def test_real_ddp_wrappers_single_process_gloo(tmp_path, stats):
+    """The reference ADA loop hands the loss DDP wrappers; run every phase through real ones."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised in this process")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'ddp_init'}", rank=0, world_size=1)
+    try:
+        G, D = tiny_networks()
+        wrapped = []
+        for module in (G.mapping, G.synthesis, D):
+            module.requires_grad_(True)
+            wrapped.append(torch.nn.parallel.DistributedDataParallel(module, broadcast_buffers=False))
+            module.requires_grad_(False)
+        loss = training_hooks.EWCLoss("cpu", *wrapped, fisher_samples=2, ewc_lambda=1e5, pl_weight=2)
+        assert loss.generator_penalty.names[0].startswith("synthesis.b8.conv0")
+        with torch.no_grad():
+            G.synthesis.b8.conv0.weight.add_(0.1)
+        for phase in PHASES:
+            for sync in (False, True):
+                G.requires_grad_(phase.startswith("G"))
+                D.requires_grad_(phase.startswith("D"))
+                real, z = torch.randn(BATCH, 1, 16, 16), torch.randn(BATCH, 8)
+                c = torch.zeros(BATCH, 0)
+                loss.accumulate_gradients(phase, real, c, z, c, sync, 1)
+                G.requires_grad_(False)
+                D.requires_grad_(False)
+        assert stats["Loss/G/ewc"][-1].item() > 0
+        assert torch.isfinite(G.synthesis.b8.conv0.weight.grad).all()
+    finally:
+        dist.destroy_process_group()
