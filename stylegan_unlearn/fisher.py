@@ -8,7 +8,8 @@ Sampling, as in the official code: z ~ N(0, I) with style mixing at probability 
 cutoff per sample). Unlike the official code everything is seeded and noise is taken in
 ``noise_mode='const'``, so the estimate is deterministic. Each sample passes through G and D on its
 own (batch of one): D's minibatch-stddev layer would otherwise couple the samples and there
-would be no per-sample gradient. Conditional generators get uniformly drawn one-hot labels.
+would be no per-sample gradient. G and D run in float32 (``force_fp32``) even where the networks
+use fp16 blocks, because λ = 5e8 magnifies any rounding in F. Conditional generators get uniformly drawn one-hot labels.
 Both networks are put in eval mode for the estimate (no w_avg update) and restored afterwards.
 
 Per-sample gradients are vectorised with `torch.func` (`functional_call` + `vmap` + `grad`) in
@@ -90,13 +91,14 @@ class _SampleLogit:
         ws_mix = functional_call(self.mapping, mapping_params, (z_mix, c))
         ws = torch.where(mask, ws_mix, ws)
         img = functional_call(self.synthesis, synthesis_params, (ws,), dict(self.synthesis_kwargs))
-        return self.D(img, c).reshape([])
+        return self.D(img, c, force_fp32=True).reshape([])
 
 
 # Synthesis call variants, fastest first. Non-fused modulated convolutions share one weight across
 # the vmapped samples (a plain batched convolution); the fused form needs per-sample grouped
 # convolutions but avoids ops that some versions cannot vmap (and networks without the keyword).
-_SYNTHESIS_VARIANTS = ({"noise_mode": "const", "fused_modconv": False}, {"noise_mode": "const"})
+_SYNTHESIS_VARIANTS = ({"noise_mode": "const", "force_fp32": True, "fused_modconv": False},
+                       {"noise_mode": "const", "force_fp32": True})
 _WORKING_VARIANT: Dict[type, int] = {}  # synthesis class -> first variant that vmapped, to skip failing ones
 
 
