@@ -285,3 +285,41 @@ def test_real_ddp_wrappers_single_process_gloo(tmp_path, stats):
         assert torch.isfinite(G.synthesis.b8.conv0.weight.grad).all()
     finally:
         dist.destroy_process_group()
+
+
+class ConstNoise(torch.nn.Module):
+    """Synthesis wrapper fixing noise_mode='const', as the golden loss gradient was recorded."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, ws):
+        return self.module(ws, noise_mode="const")
+
+
+@pytest.mark.parametrize("name", ["sg2_uncond32", "sg2_cond16"])
+def test_gmain_gradient_matches_the_reference_loss(golden_dir, name):
+    import json
+
+    import numpy as np
+
+    layout = json.loads((golden_dir / f"{name}_layout.json").read_text())
+    case = next(c for c in json.loads((golden_dir / f"{name}.json").read_text())["cases"] if c["op"] == "G_loss_grad")
+    with np.load(golden_dir / f"{name}.npz") as npz:
+        arrays = {key: torch.from_numpy(npz[key].copy()) for key in npz.files}
+    G = Generator(**layout["G_init_kwargs"]).eval()
+    D = Discriminator(**layout["D_init_kwargs"]).eval()
+    for prefix, module in (("G", G), ("D", D)):
+        module.load_state_dict({n: arrays[f"{prefix}.{n}"] for n in module.state_dict()})
+    loss = training_hooks.StyleGAN2Loss("cpu", G.mapping, ConstNoise(G.synthesis), D, style_mixing_prob=0)
+    z, c = arrays[case["arrays"]["in_z"]], arrays[case["arrays"]["in_c"]]
+    G.requires_grad_(True)
+    loss.accumulate_gradients("Gmain", None, None, z, c, True, 2.0)
+    grads = {n: key for n, key in case["arrays"].items() if n.startswith("out_grad.")}
+    assert grads
+    scale = max(float(arrays[key].abs().max()) for key in grads.values())
+    for role, key in grads.items():
+        param = dict(G.named_parameters())[role[len("out_grad."):]]
+        err = float((param.grad - 2.0 * arrays[key]).abs().max())
+        assert err <= 2e-4 * 2.0 * scale, (role, err)
