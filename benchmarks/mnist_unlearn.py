@@ -62,7 +62,7 @@ def _finished(outdir: str, mode: str) -> Optional[str]:
         with open(final) as f:
             path = json.load(f).get("last_snapshot")
         if path and os.path.isfile(path):
-            return pipeline.raw_generator_pkl(path)
+            return path
     return None
 
 
@@ -77,9 +77,10 @@ def _timed(outdir: str, mode: str, run) -> tuple:
 
 
 def run_digit(digit: int, ks: List[int], methods: List[str], base: pipeline.Settings, workdir: str,
-              network: str, log, jobs: int = 1) -> Dict:
+              network: str, log, jobs: int = 1, weights: Optional[Dict[str, float]] = None) -> Dict:
     """Every requested method and K for one digit; returns {'rows': [...], 'original': {...}, ...}."""
     settings = pipeline.Settings(**{**pipeline.settings_dict(base), "digit": digit})
+    weights = weights or {}
     root = os.path.join(workdir, f"digit{digit}")
     os.makedirs(root, exist_ok=True)
     log(f"== digit {digit}: collecting")
@@ -110,6 +111,7 @@ def run_digit(digit: int, ks: List[int], methods: List[str], base: pipeline.Sett
                     run_settings.repulsion, run_settings.repulsion_weight = "el2", 0.0
                 else:
                     run_settings.repulsion = method.split("-")[1]
+                    run_settings.repulsion_weight = weights.get(run_settings.repulsion)
                 path, seconds = _timed(outdir, "unlearn", lambda: pipeline.unlearn(
                     network, positives, adapted[:k] if k else adapted[:1], run_settings, outdir, log=log))
             stage1 = [s for s in adapt_seconds[:k or 0] if s is not None]
@@ -117,7 +119,7 @@ def run_digit(digit: int, ks: List[int], methods: List[str], base: pipeline.Sett
                         stage1_seconds=round(sum(stage1), 1) if k else 0.0)
         grid = [(m, k) for m in methods for k in (ks if m != "finetune" else [None])]
         runs = list(pool.map(lambda mk: stage2(*mk), grid))
-    networks = [("original", network)] + [(run["name"], run["network"]) for run in runs]
+    networks = [("original", network), ("adapted0", adapted[0])] + [(run["name"], run["network"]) for run in runs]
 
     log(f"== digit {digit}: evaluating {len(networks)} networks")
     reference = pipeline.write_reference(workdir, digit)
@@ -135,7 +137,7 @@ def run_digit(digit: int, ks: List[int], methods: List[str], base: pipeline.Sett
         rows.append(row)
     return dict(digit=digit, collected=dict(negatives=collected["negatives"]["count"],
                                             positives=collected["positives"]["count"]),
-                original=original, rows=rows, eval_dir=os.path.join(root, "eval"),
+                original=original, adapted0=pipeline.result_row(summary, "adapted0", digit), rows=rows, eval_dir=os.path.join(root, "eval"),
                 num_eval_samples=summary["num_samples"], num_reference=summary["reference"]["num_images"])
 
 
@@ -175,6 +177,11 @@ def markdown(result: Dict) -> str:
             o = digit_result["original"]
             lines.append(f"| {digit} | pretrained | – | – | {_fmt(o['fid'], '{:.2f}')} | 1.00 | "
                          f"{_fmt(o['digit_share'], '{:.1%}')} | – | – | – | {PAPER_PRETRAINED_FID} |")
+            a = digit_result.get("adapted0")
+            if a:
+                lines.append(f"| {digit} | adapted θ_N (stage 1, model 0) | 1 | {_fmt(a['pul'], '{:.2f}')} | "
+                             f"{_fmt(a['fid'], '{:.2f}')} | {_fmt(a['fid'] / o['fid'] if a['fid'] and o['fid'] else None, '{:.2f}')} | "
+                             f"{_fmt(a['digit_share'], '{:.1%}')} | – | – | – | – |")
         for method in result["grid"]["methods"]:
             for k in (result["grid"]["k"] if method != "finetune" else [None]):
                 row = None
@@ -218,6 +225,10 @@ def main() -> None:
     parser.add_argument("--unlearn-kimg", type=float, default=pipeline.Settings.unlearn_kimg)
     parser.add_argument("--batch", type=int, default=pipeline.Settings.batch)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--train-args", default=" ".join(pipeline.MNIST_TRAIN_ARGS),
+                        help="extra options for every adapt/unlearn training")
+    parser.add_argument("--repulsion-weights", default="",
+                        help="per-form weights, e.g. 'il2=1,el2=1000' [default: the train command's per-form defaults]")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once (each one process)")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -227,11 +238,18 @@ def main() -> None:
     if not args.digits or any(not 0 <= d <= 9 for d in args.digits) or not args.k or min(args.k) < 1:
         parser.error("--digits must be digits 0-9 and --k positive integers")
 
+    try:
+        weights = {k.strip(): float(v) for k, v in (item.split("=") for item in args.repulsion_weights.split(",")
+                                                    if item.strip())}
+    except ValueError:
+        parser.error(f"--repulsion-weights must look like 'il2=1,el2=1000', got '{args.repulsion_weights}'")
     network = pipeline.check_assets(args.network)
     base = pipeline.Settings(collect_seeds=args.collect_seeds, eval_seeds=args.eval_seeds, adapt_kimg=args.adapt_kimg,
-                             unlearn_kimg=args.unlearn_kimg, batch=args.batch, threads=args.threads)
+                             unlearn_kimg=args.unlearn_kimg, batch=args.batch, threads=args.threads,
+                             extra_train_args=args.train_args.split())
     json_path = os.path.join(args.results, "mnist.json")
-    result = dict(network=os.path.abspath(network), settings=pipeline.settings_dict(base), jobs=args.jobs,
+    result = dict(network=os.path.abspath(network), settings=dict(pipeline.settings_dict(base), repulsion_weights=weights),
+                  jobs=args.jobs,
                   grid=dict(digits=list(ALL_DIGITS), k=list(ALL_K), methods=list(METHODS)),
                   fid_space="MNIST judge 128-d penultimate features (not Inception)", digits={})
     if os.path.isfile(json_path):  # keep digits measured by earlier invocations with the same settings
@@ -242,7 +260,7 @@ def main() -> None:
     started = time.time()
     for digit in args.digits:
         digit_result = run_digit(digit, sorted(set(args.k)), methods, base, args.workdir, network,
-                                 log=lambda msg: print(msg, flush=True), jobs=max(1, args.jobs))
+                                 log=lambda msg: print(msg, flush=True), jobs=max(1, args.jobs), weights=weights)
         result["digits"][str(digit)] = digit_result
         result["num_eval_samples"] = digit_result["num_eval_samples"]
         result["goals"] = goals(result)

