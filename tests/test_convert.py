@@ -32,13 +32,6 @@ LR_MLP = 0.01
 SQRT2 = math.sqrt(2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _kernel(gain=1.0):
     k = torch.tensor([1.0, 3.0, 3.0, 1.0])

@@ -10,14 +10,6 @@ from stylegan_unlearn.networks.stylegan2 import Discriminator, Generator
 TINY = dict(channel_base=256, channel_max=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny convolutions: one intra-op thread is fastest, and far faster on a loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def tiny_generator(c_dim=0, img_resolution=16, img_channels=3, architecture="skip", **synthesis_kwargs):
     return Generator(

@@ -14,14 +14,6 @@ from stylegan_unlearn.networks.stylegan2 import Discriminator, Generator
 
 NETWORKS = ["sg2_uncond32", "sg2_cond16"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny convolutions: one intra-op thread is fastest, and far faster on a loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 FORWARD_ATOL = 1e-5
 # Gradient errors are measured relative to the largest gradient magnitude of the case (the golden
 # README's tolerance). Scalar gradients such as noise strengths are sums with heavy cancellation:

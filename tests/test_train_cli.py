@@ -22,13 +22,6 @@ TINY = ["--cbase", "256", "--cmax", "16", "--map", "2", "--zdim", "16", "--wdim"
 FAST = ["--batch", "4", "--tick", "0.008", "--snap", "1", "--workers", "0", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def invoke(args, expect_ok=True):
     result = CliRunner().invoke(train_command, [str(a) for a in args], catch_exceptions=False)

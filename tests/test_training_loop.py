@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-import dnnlib
 from stylegan_unlearn.data import write_image_dataset
 from stylegan_unlearn.loop import NonFiniteError, snapshots, training_loop
 from stylegan_unlearn.loop.augment import DiffAugment
@@ -177,11 +176,3 @@ def test_ada_adjusts_p_and_saves_it(data_zip, tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert lines[-1]["Progress/augment"]["mean"] == pytest.approx(p_pkl)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks run fastest single-threaded (and the machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
