@@ -36,3 +36,18 @@ class IntRanges(click.ParamType):
             return parse_int_ranges(value)
         except ValueError as err:
             self.fail(str(err), param, ctx)
+
+
+def sampling_options(command):
+    """The options every sampling command shares: truncation, noise mode, batch size, device."""
+    options = [
+        click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi."),
+        click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
+                     show_default=True, help="Noise inputs; 'const' makes a seed's sample reproducible."),
+        click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True,
+                     help="Samples generated per batch."),
+        click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

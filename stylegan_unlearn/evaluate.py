@@ -19,7 +19,7 @@ import click
 import numpy as np
 import torch
 
-from stylegan_unlearn.cliutil import IntRanges
+from stylegan_unlearn.cliutil import IntRanges, sampling_options
 
 __all__ = ["evaluate_command", "evaluate_networks", "parse_network_spec", "metric_line", "append_metric_lines"]
 
@@ -296,12 +296,7 @@ def _format_table(summary: Dict) -> str:
 @click.option("--kid-subset-size", type=click.IntRange(min=2), default=1000, show_default=True,
               help="KID: samples per subset (capped by the smaller set).")
 @click.option("--class", "class_idx", type=int, default=None, help="Class for conditional networks (default seed % c_dim).")
-@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
-@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True,
-              help="Noise inputs; 'const' makes a seed's sample reproducible.")
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Samples generated per batch.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@sampling_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def evaluate_command(networks, seeds, classifier, target_class, threshold, resize, reference, detector_spec,
                      ret_reference_network, ret_seeds, attributes, attribute_names, attribute_threshold, kid_subsets,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylegan_unlearn.cliutil import IntRanges
+from stylegan_unlearn.cliutil import IntRanges, sampling_options
 
 __all__ = ["collect_command", "collect_samples", "load_image_folder", "resolve_device", "format_int_ranges"]
 
@@ -215,12 +215,7 @@ def _write_set(sample_set: SampleSet, outdir: str, c_dim: int) -> Optional[Dict]
 @click.option("--positives-dir", default=None, type=click.Path(), help="Folder of your own images without it.")
 @click.option("--class", "class_idx", type=int, default=None,
               help="Class for conditional networks (default: seed % c_dim; labels user images).")
-@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
-@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True,
-              help="Noise inputs; 'const' makes a seed's sample reproducible.")
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Samples generated per batch.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@sampling_options
 def collect_command(network_pkl, seeds, outdir, classifier, target_class, threshold, resize, negative_seeds,
                     negatives_dir, positives_dir, class_idx, truncation_psi, noise_mode, batch_size, device):
     """Collect negatives (with the feature) and positives (without) as dataset zips.
