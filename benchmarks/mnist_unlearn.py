@@ -227,6 +227,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--train-args", default=" ".join(pipeline.MNIST_TRAIN_ARGS),
                         help="extra options for every adapt/unlearn training")
+    parser.add_argument("--unlearn-args", default="", help="extra options for the Stage-2 trainings only")
     parser.add_argument("--repulsion-weights", default="",
                         help="per-form weights, e.g. 'il2=1,el2=1000' [default: the train command's per-form defaults]")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once (each one process)")
@@ -246,7 +247,7 @@ def main() -> None:
     network = pipeline.check_assets(args.network)
     base = pipeline.Settings(collect_seeds=args.collect_seeds, eval_seeds=args.eval_seeds, adapt_kimg=args.adapt_kimg,
                              unlearn_kimg=args.unlearn_kimg, batch=args.batch, threads=args.threads,
-                             extra_train_args=args.train_args.split())
+                             extra_train_args=args.train_args.split(), unlearn_train_args=args.unlearn_args.split())
     json_path = os.path.join(args.results, "mnist.json")
     result = dict(network=os.path.abspath(network), settings=dict(pipeline.settings_dict(base), repulsion_weights=weights),
                   jobs=args.jobs,

@@ -50,10 +50,11 @@ class Settings:
     repulsion_weight: Optional[float] = None
     alpha: Optional[float] = None
     extrapolate_gamma: float = 1.0
-    ema_fraction: float = 0.1  # G_ema half-life as a fraction of the run (official: 312 steps, longer than these runs)
+    ema_fraction: float = 0.5  # G_ema half-life as a fraction of the run (official: 312 steps, longer than these runs)
     seed: int = 0
     threads: int = 1
     extra_train_args: List[str] = field(default_factory=lambda: list(MNIST_TRAIN_ARGS))
+    unlearn_train_args: List[str] = field(default_factory=list)  # appended for Stage 2 only
 
     def check(self) -> None:
         if not 0 <= self.digit <= 9:
@@ -148,7 +149,7 @@ def unlearn(network: str, positives_zip: str, adapted: Sequence[str], settings: 
             log=None) -> str:
     """Stage 2: fine-tune θ_G on positives with repulsion from the adapted models."""
     args = ["--data", positives_zip, "--resume", network, "--repulsion", settings.repulsion,
-            *_common_train_args(settings, settings.unlearn_kimg)]
+            *_common_train_args(settings, settings.unlearn_kimg), *settings.unlearn_train_args]
     for path in adapted:
         args += ["--adapted", path]
     if settings.repulsion_weight is not None:
