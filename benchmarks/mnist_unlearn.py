@@ -262,6 +262,11 @@ def main() -> None:
     for digit in args.digits:
         digit_result = run_digit(digit, sorted(set(args.k)), methods, base, args.workdir, network,
                                  log=lambda msg: print(msg, flush=True), jobs=max(1, args.jobs), weights=weights)
+        if os.path.isfile(json_path):  # merge digits written meanwhile by another invocation
+            with open(json_path) as f:
+                latest = json.load(f)
+            if latest.get("settings") == result["settings"]:
+                result["digits"] = {**latest.get("digits", {}), **result["digits"]}
         result["digits"][str(digit)] = digit_result
         result["num_eval_samples"] = digit_result["num_eval_samples"]
         result["goals"] = goals(result)
