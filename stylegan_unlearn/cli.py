@@ -11,7 +11,7 @@ import click
 COMMANDS = {
     "train": ("stylegan_unlearn.train_cli:train_command", "Train, adapt (EWC), unlearn (repulsion) or extrapolate."),
     "generate": ("stylegan_unlearn.generate:generate_command", "Generate images and a seed-labelled contact sheet."),
-    "convert": ("stylegan_unlearn.convert:convert_command", "Convert a rosinality stylegan2-pytorch checkpoint."),
+    "convert": ("stylegan_unlearn.convert:convert_command", "Convert a stylegan2-pytorch checkpoint."),
     "collect": ("stylegan_unlearn.samples:collect_command", "Collect negative/positive samples as dataset zips."),
     "evaluate": ("stylegan_unlearn.evaluate:evaluate_command", "Measure PUL, FID, KID, Ret-FID and drift."),
     "report": ("stylegan_unlearn.report:report_command", "Write an HTML/Markdown report of an evaluation."),

@@ -1,6 +1,6 @@
-"""`stylegan-unlearn convert`: rosinality stylegan2-pytorch checkpoints -> reference network pickles.
+"""`stylegan-unlearn convert`: stylegan2-pytorch checkpoints -> reference network pickles.
 
-The paper's models are rosinality `.pt` dicts (`g`, `d`, `g_ema` state dicts, plus optimiser state
+The paper's models are stylegan2-pytorch `.pt` dicts (`g`, `d`, `g_ema` state dicts, plus optimiser state
 and `args`). The two implementations compute the same functions, so conversion is a renaming with
 a few reshapes:
 
@@ -9,17 +9,17 @@ a few reshapes:
   `synthesis.b{2^(k+3)}.conv0`, `.conv1`, `.torgb`, `noises.noise_{i}` -> the layers' `noise_const`;
   inside a layer `conv.weight [1,O,I,k,k]` -> `weight [O,I,k,k]`, `conv.modulation` -> `affine`,
   `noise.weight [1]` -> `noise_strength []`, `activate.bias` -> `bias`, ToRGB `bias [1,C,1,1]` -> `[C]`.
-  Rosinality's up-sampling transposed convolution applies its kernel as a true convolution, which is
+  stylegan2-pytorch's up-sampling transposed convolution applies its kernel as a true convolution, which is
   what the reference does with `flip_weight=False`, so no kernel is flipped. Both store dense
   weights divided by the learning-rate multiplier (0.01 in the mapping network) and biases raw.
 * discriminator: `convs.0` -> `b{R}.fromrgb`, `convs.{i}` (a ResBlock) -> `b{R/2^(i-1)}` with
   `conv1` -> `conv0`, `conv2` -> `conv1` (down-sampling), `skip` -> `skip`; `final_conv` -> `b4.conv`,
-  `final_linear.0/1` -> `b4.fc` / `b4.out`. Rosinality's `(out + skip) / sqrt(2)` equals the
+  `final_linear.0/1` -> `b4.fc` / `b4.out`. stylegan2-pytorch's `(out + skip) / sqrt(2)` equals the
   reference's gain of sqrt(1/2) on both branches.
-* rosinality keeps no `w_avg`: the checkpoint's `latent_avg` is used if present, otherwise the
+* stylegan2-pytorch keeps no `w_avg`: the checkpoint's `latent_avg` is used if present, otherwise the
   mean of the converted mapping network over a fixed set of latents.
 
-Blur kernels stored by rosinality are checked to be the default [1,3,3,1] and then dropped (the
+Blur kernels stored by stylegan2-pytorch are checked to be the default [1,3,3,1] and then dropped (the
 reference recomputes its `resample_filter` buffers).
 """
 import argparse
@@ -37,25 +37,25 @@ from torch_utils.ops import upfirdn2d
 
 __all__ = [
     "ConversionError",
-    "generator_from_rosinality",
-    "discriminator_from_rosinality",
-    "generator_to_rosinality",
-    "discriminator_to_rosinality",
-    "convert_rosinality_checkpoint",
-    "load_rosinality_checkpoint",
+    "generator_from_stylegan2_pytorch",
+    "discriminator_from_stylegan2_pytorch",
+    "generator_to_stylegan2_pytorch",
+    "discriminator_to_stylegan2_pytorch",
+    "convert_stylegan2_pytorch_checkpoint",
+    "load_stylegan2_pytorch_checkpoint",
     "convert_command",
 ]
 
 StateDict = Dict[str, torch.Tensor]
 
-ROSINALITY_MAPPING_LR = 0.01    # rosinality's `lr_mlp` default; not recoverable from the weights
-ROSINALITY_MBSTD_GROUP = 4      # rosinality's `stddev_group`
+SG2PT_MAPPING_LR = 0.01    # stylegan2-pytorch's `lr_mlp` default; not recoverable from the weights
+SG2PT_MBSTD_GROUP = 4      # stylegan2-pytorch's `stddev_group`
 DEFAULT_W_AVG_SAMPLES = 10000
 W_AVG_SEED = 0
 
 
 class ConversionError(ValueError):
-    """A checkpoint that does not have the rosinality StyleGAN2 layout this converter understands."""
+    """A checkpoint that does not have the stylegan2-pytorch StyleGAN2 layout this converter understands."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -69,7 +69,7 @@ def _strip_ddp_prefix(state: StateDict) -> StateDict:
 
 
 class _Reader:
-    """Takes tensors out of a rosinality state dict, checking names and shapes, and tracks what was used."""
+    """Takes tensors out of a stylegan2-pytorch state dict, checking names and shapes, and tracks what was used."""
 
     def __init__(self, state: StateDict, what: str):
         self.state = _strip_ddp_prefix(state)
@@ -81,7 +81,7 @@ class _Reader:
 
     def get(self, key: str, shape: Optional[List[int]] = None) -> torch.Tensor:
         if key not in self.state:
-            raise ConversionError(f"{self.what} is missing '{key}': not a rosinality stylegan2-pytorch checkpoint, "
+            raise ConversionError(f"{self.what} is missing '{key}': not a stylegan2-pytorch checkpoint, "
                                   f"or a different model variant")
         value = self.state[key]
         if not isinstance(value, torch.Tensor):
@@ -105,7 +105,7 @@ class _Reader:
         if unused:
             shown = ", ".join(f"'{key}'" for key in unused[:5]) + (" ..." if len(unused) > 5 else "")
             raise ConversionError(f"{self.what} has {len(unused)} unrecognised entries ({shown}); only plain "
-                                  f"rosinality StyleGAN2 networks (not SWAGAN or modified models) can be converted")
+                                  f"stylegan2-pytorch StyleGAN2 networks (not SWAGAN or modified models) can be converted")
 
 
 def _blur_kernel(gain: float = 1) -> torch.Tensor:
@@ -128,7 +128,7 @@ def _channel_rule(channels: Dict[int, int], what: str) -> Tuple[int, int]:
 def _resolution_from_count(count: int, offset: int, what: str, key: str) -> int:
     resolution = 2 ** (count + offset)
     if count < 0 or resolution < 4:
-        raise ConversionError(f"{what} has no '{key}' entries: not a rosinality stylegan2-pytorch network")
+        raise ConversionError(f"{what} has no '{key}' entries: not a stylegan2-pytorch network")
     return resolution
 
 
@@ -158,15 +158,15 @@ def _load_exactly(module: torch.nn.Module, tensors: StateDict, derived: Tuple[st
 # Generator
 
 
-def generator_from_rosinality(
+def generator_from_stylegan2_pytorch(
     state: StateDict,
     *,
     latent_avg: Optional[torch.Tensor] = None,
     w_avg_samples: int = DEFAULT_W_AVG_SAMPLES,
-    mapping_lr_multiplier: float = ROSINALITY_MAPPING_LR,
+    mapping_lr_multiplier: float = SG2PT_MAPPING_LR,
     what: str = "generator state dict",
 ) -> Generator:
-    """Build our `Generator` holding the weights of a rosinality `Generator` state dict."""
+    """Build our `Generator` holding the weights of a stylegan2-pytorch `Generator` state dict."""
     src = _Reader(state, what)
     num_mlp = _count_indexed(src.state, "style.", ".weight", start=1)
     if num_mlp == 0:
@@ -185,7 +185,7 @@ def generator_from_rosinality(
     channel_base, channel_max = _channel_rule(channels, what)
 
     mapping_kwargs: Dict[str, Any] = dict(num_layers=num_mlp)
-    if mapping_lr_multiplier != ROSINALITY_MAPPING_LR:  # 0.01 is also the reference default
+    if mapping_lr_multiplier != SG2PT_MAPPING_LR:  # 0.01 is also the reference default
         mapping_kwargs["lr_multiplier"] = mapping_lr_multiplier
     init_kwargs = dict(
         z_dim=w_dim, c_dim=0, w_dim=w_dim, img_resolution=resolution, img_channels=img_channels,
@@ -260,13 +260,13 @@ def mean_w(G: Generator, num_samples: int, seed: int = W_AVG_SEED, batch_size: i
     return (total / num_samples).float()
 
 
-def generator_to_rosinality(G: torch.nn.Module) -> StateDict:
-    """The inverse renaming, for generators that rosinality's `Generator` can represent."""
+def generator_to_stylegan2_pytorch(G: torch.nn.Module) -> StateDict:
+    """The inverse renaming, for generators that stylegan2-pytorch's `Generator` can represent."""
     if G.c_dim != 0 or G.z_dim != G.w_dim:
-        raise ConversionError("only unconditional generators with z_dim == w_dim have a rosinality equivalent")
+        raise ConversionError("only unconditional generators with z_dim == w_dim have a stylegan2-pytorch equivalent")
     synthesis = G.synthesis
     if any(getattr(synthesis, f"b{res}").architecture != "skip" for res in synthesis.block_resolutions):
-        raise ConversionError("only 'skip' generators have a rosinality equivalent")
+        raise ConversionError("only 'skip' generators have a stylegan2-pytorch equivalent")
     sd = {name: t.detach().cpu().clone() for name, t in G.state_dict().items()}
     out: StateDict = {}
     for i in range(G.mapping.num_layers):
@@ -303,13 +303,13 @@ def generator_to_rosinality(G: torch.nn.Module) -> StateDict:
 # Discriminator
 
 
-def discriminator_from_rosinality(
+def discriminator_from_stylegan2_pytorch(
     state: StateDict,
     *,
-    mbstd_group_size: int = ROSINALITY_MBSTD_GROUP,
+    mbstd_group_size: int = SG2PT_MBSTD_GROUP,
     what: str = "discriminator state dict",
 ) -> Discriminator:
-    """Build our `Discriminator` holding the weights of a rosinality `Discriminator` state dict."""
+    """Build our `Discriminator` holding the weights of a stylegan2-pytorch `Discriminator` state dict."""
     src = _Reader(state, what)
     num_blocks = _count_indexed(src.state, "convs.", ".conv1.0.weight", start=1)
     resolution = _resolution_from_count(num_blocks, 2, what, "convs.1.conv1")
@@ -361,13 +361,13 @@ def discriminator_from_rosinality(
     return D
 
 
-def discriminator_to_rosinality(D: torch.nn.Module) -> StateDict:
+def discriminator_to_stylegan2_pytorch(D: torch.nn.Module) -> StateDict:
     """The inverse renaming, for unconditional 'resnet' discriminators."""
     if D.c_dim != 0:
-        raise ConversionError("only unconditional discriminators have a rosinality equivalent")
+        raise ConversionError("only unconditional discriminators have a stylegan2-pytorch equivalent")
     blocks = [getattr(D, f"b{res}") for res in D.block_resolutions]
     if any(block.architecture != "resnet" for block in blocks):
-        raise ConversionError("only 'resnet' discriminators have a rosinality equivalent")
+        raise ConversionError("only 'resnet' discriminators have a stylegan2-pytorch equivalent")
     sd = {name: t.detach().cpu().clone() for name, t in D.state_dict().items()}
     top = f"b{D.img_resolution}"
     out: StateDict = {"convs.0.0.weight": sd[f"{top}.fromrgb.weight"], "convs.0.1.bias": sd[f"{top}.fromrgb.bias"]}
@@ -393,18 +393,18 @@ def discriminator_to_rosinality(D: torch.nn.Module) -> StateDict:
 # Whole checkpoints
 
 
-def convert_rosinality_checkpoint(ckpt: Dict[str, Any], *,
+def convert_stylegan2_pytorch_checkpoint(ckpt: Dict[str, Any], *,
                                   w_avg_samples: int = DEFAULT_W_AVG_SAMPLES) -> Dict[str, Any]:
-    """rosinality checkpoint dict -> network-pickle dict `{G, D, G_ema, augment_pipe, training_set_kwargs}`.
+    """stylegan2-pytorch checkpoint dict -> network-pickle dict `{G, D, G_ema, augment_pipe, training_set_kwargs}`.
 
-    A checkpoint with only `g_ema` (e.g. from rosinality's TF converter) uses it for `G` as well;
+    A checkpoint with only `g_ema` (e.g. from stylegan2-pytorch's TF converter) uses it for `G` as well;
     a discriminator is required because the reference pickle format needs one.
     """
     if not isinstance(ckpt, dict):
-        raise ConversionError(f"expected a rosinality checkpoint dict, got {type(ckpt).__name__}")
+        raise ConversionError(f"expected a stylegan2-pytorch checkpoint dict, got {type(ckpt).__name__}")
     if "g_ema" not in ckpt:
         present = ", ".join(sorted(map(str, ckpt))[:8])
-        raise ConversionError(f"checkpoint has no 'g_ema' entry (it has: {present}); expected a rosinality "
+        raise ConversionError(f"checkpoint has no 'g_ema' entry (it has: {present}); expected a stylegan2-pytorch "
                               f"stylegan2-pytorch checkpoint with 'g', 'd' and 'g_ema'")
     if "d" not in ckpt:
         raise ConversionError("checkpoint has no 'd' (discriminator) entry; the network pickle format needs one")
@@ -412,26 +412,26 @@ def convert_rosinality_checkpoint(ckpt: Dict[str, Any], *,
         if key in ckpt and not isinstance(ckpt[key], dict):
             raise ConversionError(f"checkpoint entry '{key}' is a {type(ckpt[key]).__name__}, expected a state dict")
     latent_avg = ckpt.get("latent_avg")
-    G_ema = generator_from_rosinality(ckpt["g_ema"], latent_avg=latent_avg, w_avg_samples=w_avg_samples,
+    G_ema = generator_from_stylegan2_pytorch(ckpt["g_ema"], latent_avg=latent_avg, w_avg_samples=w_avg_samples,
                                       what="checkpoint entry 'g_ema'")
     G_state = ckpt.get("g", ckpt["g_ema"])
-    G = generator_from_rosinality(G_state, latent_avg=latent_avg, w_avg_samples=w_avg_samples,
+    G = generator_from_stylegan2_pytorch(G_state, latent_avg=latent_avg, w_avg_samples=w_avg_samples,
                                   what="checkpoint entry 'g'" if "g" in ckpt else "checkpoint entry 'g_ema'")
-    D = discriminator_from_rosinality(ckpt["d"], what="checkpoint entry 'd'")
+    D = discriminator_from_stylegan2_pytorch(ckpt["d"], what="checkpoint entry 'd'")
     return dict(G=G, D=D, G_ema=G_ema, augment_pipe=None, training_set_kwargs=None)
 
 
-def load_rosinality_checkpoint(path: str, *, allow_pickle: bool = False) -> Dict[str, Any]:
-    """Read a rosinality `.pt` with `torch.load`; without `allow_pickle` only tensors and plain data load."""
+def load_stylegan2_pytorch_checkpoint(path: str, *, allow_pickle: bool = False) -> Dict[str, Any]:
+    """Read a stylegan2-pytorch `.pt` with `torch.load`; without `allow_pickle` only tensors and plain data load."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not zipfile.is_zipfile(path):
         raise ConversionError(f"cannot read {path} as a torch checkpoint (not a torch.save zip archive); "
-                              f"expected a rosinality stylegan2-pytorch .pt file")
+                              f"expected a stylegan2-pytorch .pt file")
     if allow_pickle:
         return torch.load(path, map_location="cpu", weights_only=False)
     try:
-        # rosinality stores its argparse options next to the weights.
+        # stylegan2-pytorch stores its argparse options next to the weights.
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -441,7 +441,7 @@ def load_rosinality_checkpoint(path: str, *, allow_pickle: bool = False) -> Dict
                               f"if you trust the file, rerun with --allow-pickle") from None
     except Exception as err:  # corrupt archive
         raise ConversionError(f"cannot read {path} as a torch checkpoint ({type(err).__name__}: {err}); "
-                              f"expected a rosinality stylegan2-pytorch .pt file") from None
+                              f"expected a stylegan2-pytorch .pt file") from None
 
 
 def _describe(G: Generator, D: Discriminator) -> str:
@@ -453,7 +453,7 @@ def _describe(G: Generator, D: Discriminator) -> str:
 
 @click.command("convert")
 @click.option("--src", "src", required=True, type=click.Path(dir_okay=False),
-              help="rosinality stylegan2-pytorch checkpoint (.pt with 'g', 'd', 'g_ema').")
+              help="stylegan2-pytorch checkpoint (.pt with 'g', 'd', 'g_ema').")
 @click.option("--dst", "dst", required=True, type=click.Path(dir_okay=False),
               help="Network pickle to write (StyleGAN2-ADA layout).")
 @click.option("--w-avg-samples", default=DEFAULT_W_AVG_SAMPLES, show_default=True, type=click.IntRange(min=1),
@@ -462,17 +462,17 @@ def _describe(G: Generator, D: Discriminator) -> str:
               help="Load checkpoints that hold arbitrary Python objects (runs their pickle code: trusted files only).")
 @click.option("--overwrite", is_flag=True, help="Replace --dst if it exists.")
 def convert_command(src: str, dst: str, w_avg_samples: int, allow_pickle: bool, overwrite: bool) -> None:
-    """Convert a rosinality stylegan2-pytorch checkpoint into a network pickle."""
+    """Convert a stylegan2-pytorch checkpoint into a network pickle."""
     from stylegan_unlearn.pkl import save_network_pkl
 
     if os.path.exists(dst) and not overwrite:
         raise click.ClickException(f"{dst} already exists; pass --overwrite to replace it")
     try:
-        ckpt = load_rosinality_checkpoint(src, allow_pickle=allow_pickle)
+        ckpt = load_stylegan2_pytorch_checkpoint(src, allow_pickle=allow_pickle)
     except (ConversionError, FileNotFoundError) as err:
         raise click.ClickException(str(err))
     try:
-        data = convert_rosinality_checkpoint(ckpt, w_avg_samples=w_avg_samples)
+        data = convert_stylegan2_pytorch_checkpoint(ckpt, w_avg_samples=w_avg_samples)
     except ConversionError as err:
         raise click.ClickException(f"{src}: {err}")
     save_network_pkl(dst, data)

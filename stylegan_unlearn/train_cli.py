@@ -33,7 +33,7 @@ CFG_SPECS = {
     "paper1024": (8,   25000,  32,  4,   1,      0.002,  2,     10,  None, 8),
     "cifar":     (2,   100000, 64,  32,  1,      0.0025, 0.01,  500, 0.05, 2),
 }
-# The official Adapt-then-Unlearn settings (rosinality-based code), as `--mode=adapt/unlearn` defaults.
+# The official Adapt-then-Unlearn settings (stylegan2-pytorch-based code), as `--mode=adapt/unlearn` defaults.
 OFFICIAL = dict(batch=16, lr=0.002, gamma=10, pl_weight=2, style_mixing_prob=0.9, G_reg_interval=4,
                 D_reg_interval=16, kimg=dict(adapt=32, unlearn=16), tick=1.6, snap=dict(adapt=10, unlearn=5))
 GENERATOR_CLASS = "stylegan_unlearn.networks.stylegan2.Generator"

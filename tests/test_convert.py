@@ -1,7 +1,7 @@
-"""rosinality stylegan2-pytorch -> reference-layout conversion.
+"""stylegan2-pytorch -> reference-layout conversion.
 
-The rosinality-layout state dicts are built here from the documented names and shapes, and the
-converted networks are checked against a small independent implementation of rosinality's forward
+The stylegan2-pytorch-layout state dicts are built here from the documented names and shapes, and the
+converted networks are checked against a small independent implementation of stylegan2-pytorch's forward
 maths (transposed-convolution up-sampling followed by a blur, `(out + skip) / sqrt(2)` residual
 blocks, ...), written with plain torch.nn.functional below.
 """
@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from stylegan_unlearn.convert import (
     ConversionError,
     convert_command,
-    convert_rosinality_checkpoint,
-    discriminator_from_rosinality,
-    discriminator_to_rosinality,
-    generator_from_rosinality,
-    generator_to_rosinality,
+    convert_stylegan2_pytorch_checkpoint,
+    discriminator_from_stylegan2_pytorch,
+    discriminator_to_stylegan2_pytorch,
+    generator_from_stylegan2_pytorch,
+    generator_to_stylegan2_pytorch,
 )
 
 STYLE_DIM = 16
@@ -40,10 +40,10 @@ def _kernel(gain=1.0):
 
 
 # ----------------------------------------------------------------------------------------------
-# rosinality-layout state dicts with random contents
+# stylegan2-pytorch-layout state dicts with random contents
 
 
-def rosinality_generator_state(seed=0):
+def stylegan2_pytorch_generator_state(seed=0):
     g = torch.Generator().manual_seed(seed)
 
     def randn(*shape, scale=1.0):
@@ -84,7 +84,7 @@ def rosinality_generator_state(seed=0):
     return sd
 
 
-def rosinality_discriminator_state(seed=1):
+def stylegan2_pytorch_discriminator_state(seed=1):
     g = torch.Generator().manual_seed(seed)
 
     def randn(*shape, scale=1.0):
@@ -111,7 +111,7 @@ def rosinality_discriminator_state(seed=1):
 
 
 # ----------------------------------------------------------------------------------------------
-# Independent rosinality-style forward passes (const noise, per-layer w)
+# Independent stylegan2-pytorch-style forward passes (const noise, per-layer w)
 
 
 def _lrelu(x, bias):
@@ -172,7 +172,7 @@ def ros_to_rgb(sd, name, x, w, skip):
 
 
 def ros_synthesis(sd, latent):
-    """latent [N, n_latent, style_dim]; rosinality's per-layer latent indexing."""
+    """latent [N, n_latent, style_dim]; stylegan2-pytorch's per-layer latent indexing."""
     x = sd["input.input"].repeat(latent.shape[0], 1, 1, 1)
     x = ros_styled_conv(sd, "conv1", x, latent[:, 0], sd["noises.noise_0"], False)
     skip = ros_to_rgb(sd, "to_rgb1", x, latent[:, 1], None)
@@ -220,9 +220,9 @@ def ros_discriminator(sd, img, group=4):
 # Tests
 
 
-def test_converted_generator_reproduces_rosinality_maths():
-    sd = rosinality_generator_state()
-    G = generator_from_rosinality(sd, w_avg_samples=64).eval()
+def test_converted_generator_reproduces_stylegan2_pytorch_maths():
+    sd = stylegan2_pytorch_generator_state()
+    G = generator_from_stylegan2_pytorch(sd, w_avg_samples=64).eval()
     assert G.init_kwargs["synthesis_kwargs"] == dict(channel_base=256, channel_max=32, num_fp16_res=0, conv_clamp=None)
     assert (G.z_dim, G.w_dim, G.img_resolution, G.img_channels, G.num_ws) == (16, 16, 16, 3, 6)
     assert G.mapping.num_layers == N_MLP
@@ -231,7 +231,7 @@ def test_converted_generator_reproduces_rosinality_maths():
     with torch.no_grad():
         ws = G.mapping(z, None)
         assert torch.allclose(ws[:, 0], ros_mapping(sd, z), atol=1e-5)
-        # Distinct w per layer also checks which w each rosinality layer reads.
+        # Distinct w per layer also checks which w each stylegan2-pytorch layer reads.
         latent = torch.randn(3, G.num_ws, STYLE_DIM)
         ours = G.synthesis(latent, noise_mode="const")
         theirs = ros_synthesis(sd, latent)
@@ -239,9 +239,9 @@ def test_converted_generator_reproduces_rosinality_maths():
     assert float((ours - theirs).abs().max()) < 1e-4 * float(theirs.abs().max())
 
 
-def test_converted_discriminator_reproduces_rosinality_maths():
-    sd = rosinality_discriminator_state()
-    D = discriminator_from_rosinality(sd).eval()
+def test_converted_discriminator_reproduces_stylegan2_pytorch_maths():
+    sd = stylegan2_pytorch_discriminator_state()
+    D = discriminator_from_stylegan2_pytorch(sd).eval()
     assert D.init_kwargs["channel_base"] == 256 and D.init_kwargs["channel_max"] == 32
     assert D.b4.mbstd.group_size == 4 and D.b4.mbstd.num_channels == 1
     img = torch.randn(4, IMG_CHANNELS, RESOLUTION, RESOLUTION)
@@ -252,8 +252,8 @@ def test_converted_discriminator_reproduces_rosinality_maths():
 
 
 def test_hand_checked_tensors():
-    sd = rosinality_generator_state()
-    G = generator_from_rosinality(sd, w_avg_samples=8)
+    sd = stylegan2_pytorch_generator_state()
+    G = generator_from_stylegan2_pytorch(sd, w_avg_samples=8)
     ours = G.state_dict()
     assert torch.equal(ours["mapping.fc1.weight"], sd["style.2.weight"])         # stored /lr in both
     assert torch.equal(ours["synthesis.b4.const"], sd["input.input"][0])
@@ -265,10 +265,10 @@ def test_hand_checked_tensors():
     assert torch.equal(ours["synthesis.b8.torgb.bias"], sd["to_rgbs.0.bias"].flatten())
 
 
-def test_round_trip_restores_the_rosinality_state_dicts():
-    g_sd, d_sd = rosinality_generator_state(), rosinality_discriminator_state()
-    g_back = generator_to_rosinality(generator_from_rosinality(g_sd, w_avg_samples=8))
-    d_back = discriminator_to_rosinality(discriminator_from_rosinality(d_sd))
+def test_round_trip_restores_the_stylegan2_pytorch_state_dicts():
+    g_sd, d_sd = stylegan2_pytorch_generator_state(), stylegan2_pytorch_discriminator_state()
+    g_back = generator_to_stylegan2_pytorch(generator_from_stylegan2_pytorch(g_sd, w_avg_samples=8))
+    d_back = discriminator_to_stylegan2_pytorch(discriminator_from_stylegan2_pytorch(d_sd))
     for original, back in ((g_sd, g_back), (d_sd, d_back)):
         assert sorted(back) == sorted(original)
         for key in original:
@@ -276,62 +276,62 @@ def test_round_trip_restores_the_rosinality_state_dicts():
 
 
 def test_w_avg_comes_from_latent_avg_or_the_mapping_mean():
-    sd = rosinality_generator_state()
+    sd = stylegan2_pytorch_generator_state()
     latent_avg = torch.randn(STYLE_DIM)
-    G = generator_from_rosinality(sd, latent_avg=latent_avg)
+    G = generator_from_stylegan2_pytorch(sd, latent_avg=latent_avg)
     assert torch.equal(G.mapping.w_avg, latent_avg)
-    G = generator_from_rosinality(sd, w_avg_samples=2000)
+    G = generator_from_stylegan2_pytorch(sd, w_avg_samples=2000)
     with torch.no_grad():
         sample_mean = ros_mapping(sd, torch.randn(2000, STYLE_DIM)).mean(dim=0)
     spread = float(ros_mapping(sd, torch.randn(2000, STYLE_DIM)).std(dim=0).max())
     assert float((G.mapping.w_avg - sample_mean).abs().max()) < 0.2 * spread
-    assert torch.equal(generator_from_rosinality(sd, w_avg_samples=2000).mapping.w_avg, G.mapping.w_avg)
+    assert torch.equal(generator_from_stylegan2_pytorch(sd, w_avg_samples=2000).mapping.w_avg, G.mapping.w_avg)
 
 
 def test_missing_and_misshapen_entries_are_named():
-    sd = rosinality_generator_state()
+    sd = stylegan2_pytorch_generator_state()
     del sd["convs.1.activate.bias"]
     with pytest.raises(ConversionError, match=r"'convs\.1\.activate\.bias'"):
-        generator_from_rosinality(sd, w_avg_samples=8)
-    sd = rosinality_generator_state()
+        generator_from_stylegan2_pytorch(sd, w_avg_samples=8)
+    sd = stylegan2_pytorch_generator_state()
     sd["to_rgbs.1.conv.modulation.weight"] = torch.zeros(5, STYLE_DIM)
     with pytest.raises(ConversionError, match=r"'to_rgbs\.1\.conv\.modulation\.weight' has shape \[5, 16\]"):
-        generator_from_rosinality(sd, w_avg_samples=8)
-    sd = rosinality_discriminator_state()
+        generator_from_stylegan2_pytorch(sd, w_avg_samples=8)
+    sd = stylegan2_pytorch_discriminator_state()
     sd["final_linear.0.bias"] = torch.zeros(7)
     with pytest.raises(ConversionError, match=r"'final_linear\.0\.bias'"):
-        discriminator_from_rosinality(sd)
-    sd = rosinality_generator_state()
+        discriminator_from_stylegan2_pytorch(sd)
+    sd = stylegan2_pytorch_generator_state()
     sd["convs.0.conv.blur.kernel"] = torch.ones(4, 4)
     with pytest.raises(ConversionError, match="blur kernel"):
-        generator_from_rosinality(sd, w_avg_samples=8)
-    sd = rosinality_generator_state()
+        generator_from_stylegan2_pytorch(sd, w_avg_samples=8)
+    sd = stylegan2_pytorch_generator_state()
     sd["convs.0.extra.weight"] = torch.zeros(3)
     with pytest.raises(ConversionError, match=r"unrecognised.*'convs\.0\.extra\.weight'"):
-        generator_from_rosinality(sd, w_avg_samples=8)
+        generator_from_stylegan2_pytorch(sd, w_avg_samples=8)
 
 
 def test_checkpoint_conversion_and_bad_checkpoints():
-    ckpt = dict(g=rosinality_generator_state(0), g_ema=rosinality_generator_state(2),
-                d=rosinality_discriminator_state(), args=argparse.Namespace(size=16))
-    data = convert_rosinality_checkpoint(ckpt, w_avg_samples=8)
+    ckpt = dict(g=stylegan2_pytorch_generator_state(0), g_ema=stylegan2_pytorch_generator_state(2),
+                d=stylegan2_pytorch_discriminator_state(), args=argparse.Namespace(size=16))
+    data = convert_stylegan2_pytorch_checkpoint(ckpt, w_avg_samples=8)
     assert set(data) == {"G", "D", "G_ema", "augment_pipe", "training_set_kwargs"}
     assert data["augment_pipe"] is None and data["training_set_kwargs"] is None
     assert torch.equal(data["G"].synthesis.b4.const, ckpt["g"]["input.input"][0])
     assert torch.equal(data["G_ema"].synthesis.b4.const, ckpt["g_ema"]["input.input"][0])
     with pytest.raises(ConversionError, match="'g_ema'"):
-        convert_rosinality_checkpoint(dict(g=ckpt["g"], d=ckpt["d"]))
+        convert_stylegan2_pytorch_checkpoint(dict(g=ckpt["g"], d=ckpt["d"]))
     with pytest.raises(ConversionError, match="'d'"):
-        convert_rosinality_checkpoint(dict(g_ema=ckpt["g_ema"]))
+        convert_stylegan2_pytorch_checkpoint(dict(g_ema=ckpt["g_ema"]))
     with pytest.raises(ConversionError, match="latent_avg"):
-        convert_rosinality_checkpoint(dict(ckpt, latent_avg=torch.zeros(3)))
+        convert_stylegan2_pytorch_checkpoint(dict(ckpt, latent_avg=torch.zeros(3)))
 
 
 def test_convert_command_writes_a_loadable_pickle(tmp_path):
     from stylegan_unlearn.pkl import load_network_pkl
 
-    g_sd = rosinality_generator_state()
-    ckpt = dict(g=g_sd, g_ema=g_sd, d=rosinality_discriminator_state(), args=argparse.Namespace(size=16),
+    g_sd = stylegan2_pytorch_generator_state()
+    ckpt = dict(g=g_sd, g_ema=g_sd, d=stylegan2_pytorch_discriminator_state(), args=argparse.Namespace(size=16),
                 latent_avg=torch.zeros(STYLE_DIM))
     src, dst = tmp_path / "ros.pt", tmp_path / "net.pkl"
     torch.save(ckpt, src)
@@ -364,7 +364,7 @@ class _Opaque:
 
 def test_checkpoints_with_arbitrary_objects_need_allow_pickle(tmp_path):
     src = tmp_path / "ros.pt"
-    torch.save(dict(g_ema=rosinality_generator_state(), d=rosinality_discriminator_state(), extra=_Opaque()), src)
+    torch.save(dict(g_ema=stylegan2_pytorch_generator_state(), d=stylegan2_pytorch_discriminator_state(), extra=_Opaque()), src)
     runner = CliRunner()
     refused = runner.invoke(convert_command, ["--src", str(src), "--dst", str(tmp_path / "a.pkl")])
     assert refused.exit_code != 0 and "--allow-pickle" in refused.output

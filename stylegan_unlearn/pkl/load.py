@@ -16,7 +16,7 @@ __all__ = ["load_network_pkl", "load_generator", "describe_network", "NETWORK_KE
 
 NETWORK_KEYS = ("G", "D", "G_ema")
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_CONVERT_HINT = "convert rosinality .pt checkpoints with `stylegan-unlearn convert`"
+_CONVERT_HINT = "convert stylegan2-pytorch .pt checkpoints with `stylegan-unlearn convert`"
 PathOrUrl = Union[str, "os.PathLike[str]"]
 
 
