@@ -53,24 +53,32 @@ def _int_list(text: str) -> List[int]:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list of integers, got '{text}'") from None
 
 
-def _finished(outdir: str, mode: str) -> Optional[str]:
-    """The network of an earlier finished run in `outdir`, if any (so a rerun continues the grid)."""
+def _run_seconds(run_dir: str, product: str) -> Optional[float]:
+    """Training time of a finished run from its files: from training_options.json to its product."""
+    start = os.path.join(run_dir, "training_options.json")
+    if not (os.path.isfile(start) and os.path.isfile(product)):
+        return None
+    return round(os.path.getmtime(product) - os.path.getmtime(start), 1)
+
+
+def _finished(outdir: str, mode: str) -> Optional[tuple]:
+    """(network, seconds) of an earlier finished run in `outdir`, if any (so a rerun continues the grid)."""
     if mode == "extrapolate":
         found = sorted(glob.glob(os.path.join(outdir, "*", "*.pkl")))
-        return found[-1] if found else None
+        return (found[-1], _run_seconds(os.path.dirname(found[-1]), found[-1])) if found else None
     for final in sorted(glob.glob(os.path.join(outdir, "*", "final.json"))):
         with open(final) as f:
             path = json.load(f).get("last_snapshot")
         if path and os.path.isfile(path):
-            return path
+            return path, _run_seconds(os.path.dirname(final), final)
     return None
 
 
 def _timed(outdir: str, mode: str, run) -> tuple:
-    """(network, seconds); seconds is None when an earlier run's network was reused."""
+    """(network, seconds); an earlier run's network is reused with the time read from its files."""
     done = _finished(outdir, mode)
     if done:
-        return done, None
+        return done
     started = time.time()
     path = run()
     return path, round(time.time() - started, 1)
@@ -141,6 +149,20 @@ def run_digit(digit: int, ks: List[int], methods: List[str], base: pipeline.Sett
                 num_eval_samples=summary["num_samples"], num_reference=summary["reference"]["num_images"])
 
 
+def fill_times(result: Dict, workdir: str) -> None:
+    """Fill wall times left empty (runs reused from an earlier invocation) from the run directories' files."""
+    for digit_result in result["digits"].values():
+        root = os.path.join(workdir, f"digit{digit_result['digit']}")
+        adapt_times = [(_finished(os.path.join(root, f"adapt{i}"), "adapt") or (None, None))[1] for i in range(5)]
+        for row in digit_result["rows"]:
+            if row.get("stage2_seconds") is None:
+                mode = "extrapolate" if row["method"] == "extrapolation" else "unlearn"
+                row["stage2_seconds"] = (_finished(os.path.join(root, row["name"]), mode) or (None, None))[1]
+            if row["k"] and not row.get("stage1_seconds"):
+                known = [t for t in adapt_times[:row["k"]] if t is not None]
+                row["stage1_seconds"] = round(sum(known), 1) if len(known) == row["k"] else None
+
+
 def _fmt(value, pattern: str, missing: str = "–") -> str:
     return pattern.format(value) if value is not None else missing
 
@@ -168,6 +190,16 @@ def markdown(result: Dict) -> str:
              "network (fixed seeds); it is not comparable in scale with the paper's Inception FIDs, so compare the "
              f"ratio to our pretrained model's FID with the paper's ratio (pretrained {PAPER_PRETRAINED_FID}).",
              f"Settings: {json.dumps(result['settings'])}", "",
+             "Methods: `atu-*` = Adapt-then-Unlearn (Stage 1 EWC adaptation to the generator's own samples of "
+             "the digit, Stage 2 fine-tune on its other samples with IL2/NL2/EL2 repulsion at the train command's "
+             "default weights unless `repulsion_weights` says otherwise); `extrapolation` = θ_G + γ(θ_G − mean θ_N), "
+             "γ = 1; `finetune` = the same Stage-2 run with repulsion weight 0. K = number of adapted models. "
+             "CPU-sized budget: Stage 1 and Stage 2 run "
+             f"{result['settings']['adapt_kimg']:g} and {result['settings']['unlearn_kimg']:g} kimg (official: 32 and "
+             "16 kimg), with R1 γ 1 and the pretraining's differentiable augmentation, no path-length term or style "
+             "mixing (the bundled model was pretrained without them), and a G_ema half-life of half the run "
+             "(`stylegan_unlearn/mnist/train_entry.py`). Wall times are on a shared 2-core CPU with several "
+             "trainings at once, so they are upper bounds.", "",
              "| digit | method | K | PUL % | FID (judge) | FID / pretrained | digit share | max other-digit share change "
              "| wall s (stage1+stage2, jobs in parallel) | paper PUL % | paper FID (×pretrained) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -230,6 +262,8 @@ def main() -> None:
     parser.add_argument("--unlearn-args", default="", help="extra options for the Stage-2 trainings only")
     parser.add_argument("--repulsion-weights", default="",
                         help="per-form weights, e.g. 'il2=1,el2=1000' [default: the train command's per-form defaults]")
+    parser.add_argument("--only-report", action="store_true",
+                        help="rewrite mnist.md from mnist.json (filling wall times from --workdir) without running")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once (each one process)")
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -244,6 +278,14 @@ def main() -> None:
                                                     if item.strip())}
     except ValueError:
         parser.error(f"--repulsion-weights must look like 'il2=1,el2=1000', got '{args.repulsion_weights}'")
+    if args.only_report:
+        with open(os.path.join(args.results, "mnist.json")) as f:
+            result = json.load(f)
+        fill_times(result, args.workdir)
+        atomic_write_text(os.path.join(args.results, "mnist.json"), json.dumps(result, indent=2) + "\n")
+        atomic_write_text(os.path.join(args.results, "mnist.md"), markdown(result))
+        print(markdown(result))
+        return
     network = pipeline.check_assets(args.network)
     base = pipeline.Settings(collect_seeds=args.collect_seeds, eval_seeds=args.eval_seeds, adapt_kimg=args.adapt_kimg,
                              unlearn_kimg=args.unlearn_kimg, batch=args.batch, threads=args.threads,
@@ -270,6 +312,7 @@ def main() -> None:
         result["digits"][str(digit)] = digit_result
         result["num_eval_samples"] = digit_result["num_eval_samples"]
         result["goals"] = goals(result)
+        fill_times(result, args.workdir)
         os.makedirs(args.results, exist_ok=True)
         atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
         atomic_write_text(os.path.join(args.results, "mnist.md"), markdown(result))
