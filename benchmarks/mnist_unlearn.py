@@ -198,7 +198,7 @@ def markdown(result: Dict) -> str:
              f"{result['settings']['adapt_kimg']:g} and {result['settings']['unlearn_kimg']:g} kimg (official: 32 and "
              "16 kimg), with R1 γ 1 and the pretraining's differentiable augmentation, no path-length term or style "
              "mixing (the bundled model was pretrained without them), and a G_ema half-life of half the run "
-             "(`stylegan_unlearn/mnist/train_entry.py`). Wall times are on a shared 2-core CPU with several "
+             "(`--pl-weight 0 --style-mixing 0 --ema-kimg`, see `stylegan_unlearn/mnist/pipeline.py`). Wall times are on a shared 2-core CPU with several "
              "trainings at once, so they are upper bounds.", "",
              "| digit | method | K | PUL % | FID (judge) | FID / pretrained | digit share | max other-digit share change "
              "| wall s (stage1+stage2, jobs in parallel) | paper PUL % | paper FID (×pretrained) |",

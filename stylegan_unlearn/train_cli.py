@@ -228,6 +228,12 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
         raise UserError(f"--batch={batch} must be a multiple of --batch-gpu x --gpus = {args.batch_gpu} x {gpus}")
     if mode != "train":
         ema_kimg = args.batch_size * 10 / 32  # official: decay 0.5^(32/10000) per step at batch 16
+    if opts.get("ema_kimg") is not None:
+        ema_kimg = opts.ema_kimg
+    if opts.get("pl_weight") is not None:
+        pl_weight = opts.pl_weight
+    if opts.get("style_mixing") is not None:
+        style_mixing = opts.style_mixing
     args.ema_kimg, args.ema_rampup = ema_kimg, (None if resume is not None else ema_rampup)
     args.G_reg_interval, args.D_reg_interval = OFFICIAL["G_reg_interval"], OFFICIAL["D_reg_interval"]
     glr = opts.glr if opts.glr is not None else lr
@@ -429,6 +435,13 @@ def run_training(opts: dnnlib.EasyDict) -> str:
 @click.option("--zdim", type=int, help="Latent z dimension (train mode) [default: 512]", metavar="INT")
 @click.option("--wdim", type=int, help="Intermediate w dimension (train mode) [default: 512]", metavar="INT")
 @click.option("--mbstd-group", type=int, help="Minibatch-std group size (train mode)", metavar="INT")
+@click.option("--pl-weight", type=click.FloatRange(min=0), help="Path-length regularisation weight "
+              "[default: 2; cifar 0]", metavar="FLOAT")
+@click.option("--style-mixing", type=click.FloatRange(0, 1), help="Style-mixing probability [default: 0.9; cifar 0]",
+              metavar="FLOAT")
+@click.option("--ema-kimg", type=click.FloatRange(min=0, min_open=True),
+              help="G_ema half-life in thousands of images [default: preset; adapt/unlearn: batch·10/32]",
+              metavar="KIMG")
 @click.option("--ewc-lambda", type=float, default=5e8, show_default=True, help="EWC weight λ (adapt)")
 @click.option("--fisher-samples", type=int, default=32, show_default=True, help="Samples for the Fisher (adapt)")
 @click.option("--params", type=click.Choice(["synthesis", "all"]),

@@ -152,6 +152,15 @@ def test_dry_run_shows_official_defaults_and_writes_nothing(data, pretrained, tm
     assert not (tmp_path / "out").exists()
 
 
+def test_regulariser_and_ema_overrides_reach_the_options(data, pretrained, tmp_path):
+    result = invoke(["--mode", "unlearn", "--outdir", tmp_path / "out", "--data", data / "positives.zip",
+                     "--resume", pretrained, "--adapted", pretrained, "--pl-weight", "0", "--style-mixing", "0",
+                     "--ema-kimg", "0.25", "-n"])
+    options = json.loads(result.output.split("Training options:")[1].split("\n\n")[0])
+    assert options["loss_kwargs"]["pl_weight"] == 0 and options["loss_kwargs"]["style_mixing_prob"] == 0
+    assert options["ema_kimg"] == 0.25
+
+
 def test_two_processes_on_cpu_agree(data, tmp_path):
     invoke(["--outdir", tmp_path, "--data", data / "positives.zip", "--kimg", "0.008", "--gpus", "2", *TINY, *FAST])
     run_dir = only_run_dir(tmp_path, "train")
