@@ -18,7 +18,7 @@ import types
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import IO, Any, Callable, Optional, Tuple, Union
+from typing import IO, Any, Optional, Tuple, Union
 
 import numpy as np
 

@@ -5,11 +5,10 @@ exactly once), inserts whole lines only, and marks every inserted line's block w
 so `--revert` restores the original file byte for byte. Nothing of the reference files is shipped:
 the blocks are generated from `patches.options`.
 """
-import difflib
 import os
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import click
 

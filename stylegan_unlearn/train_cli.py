@@ -17,7 +17,7 @@ unlearn 1000 iterations = 16 kimg). Small-network knobs for tiny models and MNIS
 import json
 import os
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import click
 

@@ -1,5 +1,4 @@
 """Reference-format datasets: reading zips and folders, writing zips, labels, bad inputs, network checks."""
-import io
 import json
 import os
 import pickle

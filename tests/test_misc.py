@@ -1,5 +1,4 @@
 """torch_utils.misc: constants, shape asserts, sampler, parameter copies, DDP helpers, summary."""
-import os
 import warnings
 
 import numpy as np

@@ -208,7 +208,7 @@ def _transposed_padding(in_size, out_size, f, up, down, pads) -> Tuple[int, int,
     """Padding that makes upfirdn2d(dy, f, up=down, down=up, flip) the exact adjoint of the forward op."""
     fw, fh = int(f.shape[1]), int(f.shape[0])
     (in_w, in_h), (out_w, out_h) = in_size, out_size
-    (upx, upy), (downx, downy), (px0, px1, py0, py1) = up, down, pads
+    (upx, upy), (downx, downy), (px0, _, py0, _) = up, down, pads
     return (fw - 1 - px0, in_w * upx - out_w * downx + px0,
             fh - 1 - py0, in_h * upy - out_h * downy + py0)
 
