@@ -93,7 +93,7 @@ def test_plugin_that_fails_at_run_time_is_disabled_once(fresh_plugin_state, monk
         return PluginWithoutKernelImage()
 
     monkeypatch.setattr(custom_ops, "_build_and_import", fake_build)
-    monkeypatch.setattr(op, "_verified_devices", set())
+    monkeypatch.setattr(custom_ops, "_checked_on", set())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert op._working_plugin(torch.device("cpu")) is None

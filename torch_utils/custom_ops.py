@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import types
 import warnings
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 import torch.utils.cpp_extension
@@ -21,6 +21,7 @@ verbosity = "brief"  # 'none' | 'brief' (one status line per build) | 'full' (co
 
 _loaded_plugins: Dict[str, types.ModuleType] = {}
 _failed_plugins: Dict[str, str] = {}  # module name -> reason the build failed
+_checked_on: Set[Tuple[str, str]] = set()  # (module name, device) pairs whose self-test passed
 
 
 class PluginBuildError(RuntimeError):
@@ -127,6 +128,27 @@ def disable_plugin(module_name: str, error: Union[BaseException, str]) -> None:
     warnings.warn(f'The compiled plugin "{module_name}" does not run on this machine ({reason}); using the '
                   f'pure-PyTorch reference implementation instead, which is slower but gives the same results.',
                   stacklevel=2)
+
+
+def checked_plugin(module_name: str, load: Callable[[], Optional[types.ModuleType]],
+                   self_test: Callable[[types.ModuleType, torch.device], None],
+                   device: torch.device) -> Optional[types.ModuleType]:
+    """The plugin from `load()`, once `self_test(plugin, device)` has passed on `device`; else None.
+
+    A plugin can build and still fail at run time (e.g. no kernel image for this GPU): a failing
+    self-test (a RuntimeError) disables it with one warning, and the reference path is used.
+    """
+    plugin = load()
+    key = (module_name, str(device))
+    if plugin is None or key in _checked_on:
+        return plugin
+    try:
+        self_test(plugin, device)
+    except RuntimeError as err:
+        disable_plugin(module_name, err)
+        return None
+    _checked_on.add(key)
+    return plugin
 
 
 def _build_and_import(module_name: str, sources: List[str], headers: List[str], source_dir: Optional[str],

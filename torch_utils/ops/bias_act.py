@@ -197,24 +197,16 @@ def _load_plugin():
                                      headers=["bias_act.h"], source_dir=os.path.dirname(os.path.abspath(__file__)))
 
 
-_verified_devices = set()
+def _self_test(plugin, device: torch.device) -> None:
+    y = plugin.bias_act(torch.full([2], -1.0, device=device), None, None, activation_funcs["relu"].cuda_idx,
+                        0, 0, 0.0, 2.0, -1.0)
+    if y.tolist() != [0.0, 0.0]:
+        raise RuntimeError(f"self-test returned {y.tolist()} instead of [0.0, 0.0]")
 
 
 def _working_plugin(device: torch.device):
     """The plugin, once it has been seen to run correctly on `device`; None if unavailable."""
-    plugin = _load_plugin()
-    if plugin is None or device in _verified_devices:
-        return plugin
-    try:
-        y = plugin.bias_act(torch.full([2], -1.0, device=device), None, None, activation_funcs["relu"].cuda_idx,
-                            0, 0, 0.0, 2.0, -1.0)
-        if y.tolist() != [0.0, 0.0]:
-            raise RuntimeError(f"self-test returned {y.tolist()} instead of [0.0, 0.0]")
-    except RuntimeError as err:
-        custom_ops.disable_plugin("bias_act_plugin", err)
-        return None
-    _verified_devices.add(device)
-    return plugin
+    return custom_ops.checked_plugin("bias_act_plugin", _load_plugin, _self_test, device)
 
 
 def _init() -> bool:

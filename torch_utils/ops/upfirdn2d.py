@@ -234,25 +234,17 @@ def _load_plugin():
                                      headers=["upfirdn2d.h"], source_dir=os.path.dirname(os.path.abspath(__file__)))
 
 
-_verified_devices = set()
+def _self_test(plugin, device: torch.device) -> None:
+    x = torch.arange(4, dtype=torch.float32, device=device).reshape(1, 1, 2, 2)
+    f = torch.tensor([[1.0, 2.0]], device=device)
+    y = plugin.upfirdn2d(x, f, 1, 1, 1, 1, 0, 0, 0, 0, False)  # [[0, 1], [2, 3]] (*) [[1, 2]] valid
+    if y.flatten().tolist() != [1.0, 7.0]:
+        raise RuntimeError(f"self-test returned {y.flatten().tolist()} instead of [1.0, 7.0]")
 
 
 def _working_plugin(device: torch.device):
     """The plugin, once it has been seen to run correctly on `device`; None if unavailable."""
-    plugin = _load_plugin()
-    if plugin is None or device in _verified_devices:
-        return plugin
-    try:
-        x = torch.arange(4, dtype=torch.float32, device=device).reshape(1, 1, 2, 2)
-        f = torch.tensor([[1.0, 2.0]], device=device)
-        y = plugin.upfirdn2d(x, f, 1, 1, 1, 1, 0, 0, 0, 0, False)  # [[0, 1], [2, 3]] (*) [[1, 2]] valid
-        if y.flatten().tolist() != [1.0, 7.0]:
-            raise RuntimeError(f"self-test returned {y.flatten().tolist()} instead of [1.0, 7.0]")
-    except RuntimeError as err:
-        custom_ops.disable_plugin("upfirdn2d_plugin", err)
-        return None
-    _verified_devices.add(device)
-    return plugin
+    return custom_ops.checked_plugin("upfirdn2d_plugin", _load_plugin, _self_test, device)
 
 
 def _init() -> bool:
