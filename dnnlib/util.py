@@ -124,14 +124,7 @@ def format_time(seconds: Union[int, float]) -> str:
 
 def format_time_brief(seconds: Union[int, float]) -> str:
     """Two most significant units only: '45s', '3m 05s', '1h 02m', '2d 03h'."""
-    s = int(np.rint(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 60 * 60:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 24 * 60 * 60:
-        return f"{s // 3600}h {(s // 60) % 60:02d}m"
-    return f"{s // 86400}d {(s // 3600) % 24:02d}h"
+    return " ".join(format_time(seconds).split()[:2])
 
 
 _CTYPES_BY_DTYPE = {

@@ -235,3 +235,10 @@ def test_get_dtype_and_ctype():
     assert util.get_dtype_and_ctype(np.uint8)[1] is ctypes.c_uint8
     with pytest.raises(ValueError, match="no ctypes equivalent"):
         util.get_dtype_and_ctype("complex64")
+
+
+@pytest.mark.parametrize("seconds,text", [
+    (59.4, "59s"), (61, "1m 01s"), (3723, "1h 02m"), (2 * 86400 + 3 * 3600 + 4 * 60 + 5, "2d 03h"),
+])
+def test_format_time_brief_keeps_two_units(seconds, text):
+    assert util.format_time_brief(seconds) == text
