@@ -46,7 +46,7 @@ class EWCPenalty:
             self.sqrt_fisher = [fisher[n].to(device=device, dtype=p.dtype).clamp_min(0).sqrt()
                                 for n, p in named]
 
-    def __call__(self) -> torch.Tensor:
+    def __call__(self, gen_img: Optional[torch.Tensor] = None, gen_c: Optional[torch.Tensor] = None) -> torch.Tensor:
         value = weighted_sq_distance(self.params, self.anchor, scales=self.sqrt_fisher) * self.coefficient
         training_stats.report("Loss/G/ewc", value.detach())
         return value

@@ -27,9 +27,10 @@ __all__ = ["StyleGAN2Loss", "PHASES"]
 
 PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")
 
-# A generator penalty returns a scalar tensor that is added to the generator's main-phase loss
-# (before the `gain` scaling, like the main loss) and reports its own statistics.
-GeneratorPenalty = Callable[[], torch.Tensor]
+# A generator penalty is called with the main phase's generated images and labels and returns a scalar
+# tensor that is added to the generator's main-phase loss (before the `gain` scaling, like the main
+# loss); it reports its own statistics. Parameter-space penalties (EWC, repulsion) ignore the images.
+GeneratorPenalty = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @functools.lru_cache(maxsize=None)
@@ -119,7 +120,7 @@ class _StyleGAN2LossPhases:
             training_stats.report("Loss/G/loss", loss_Gmain)
             loss = loss_Gmain.mean()
             if self.generator_penalty is not None:
-                loss = loss + self.generator_penalty()
+                loss = loss + self.generator_penalty(gen_img, gen_c)
         with torch.autograd.profiler.record_function("Gmain_backward"):
             loss.mul(gain).backward()
 

@@ -95,7 +95,7 @@ class RepulsionPenalty:
     def distance(self) -> torch.Tensor:
         return self.anchors.distance(self.params)
 
-    def __call__(self) -> torch.Tensor:
+    def __call__(self, gen_img: Optional[torch.Tensor] = None, gen_c: Optional[torch.Tensor] = None) -> torch.Tensor:
         d = self.distance()
         value = repulsion_forms.repulsion_term(self.form, d, self.weight, self.alpha)
         training_stats.report("Loss/G/distance", d.detach())
