@@ -209,6 +209,7 @@ class ImageDataset(Dataset):
                  label_dim: Optional[int] = None, **_ignored):
         self._path = os.fspath(path)
         self._zipfile: Optional[zipfile.ZipFile] = None
+        self._zipfile_pid: Optional[int] = None
         if not os.path.exists(self._path):
             raise FileNotFoundError(f"dataset '{self._path}' does not exist; pass a folder of images or a dataset .zip")
         if os.path.isdir(self._path):
@@ -249,8 +250,11 @@ class ImageDataset(Dataset):
         return self._path
 
     def _get_zipfile(self) -> zipfile.ZipFile:
-        if self._zipfile is None:
+        # One handle per process: a handle inherited through fork (DataLoader workers) shares its file
+        # offset with the parent and the other workers, and interleaved reads then corrupt each other.
+        if self._zipfile is None or self._zipfile_pid != os.getpid():
             self._zipfile = zipfile.ZipFile(self._path)
+            self._zipfile_pid = os.getpid()
         return self._zipfile
 
     def _open_file(self, fname: str):
@@ -260,13 +264,14 @@ class ImageDataset(Dataset):
 
     def close(self) -> None:
         try:
-            if getattr(self, "_zipfile", None) is not None:
+            if getattr(self, "_zipfile", None) is not None and self._zipfile_pid == os.getpid():
                 self._zipfile.close()
         finally:
             self._zipfile = None
+            self._zipfile_pid = None
 
     def __getstate__(self) -> Dict[str, Any]:
-        return dict(super().__getstate__(), _zipfile=None)
+        return dict(super().__getstate__(), _zipfile=None, _zipfile_pid=None)
 
     def _describe(self, raw_idx: int) -> str:
         return f"'{self._image_fnames[raw_idx]}' in '{self._path}'"

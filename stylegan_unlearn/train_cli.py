@@ -175,11 +175,14 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
             check_dataset_matches_network(dataset, resume["G"])
         except ValueError as err:
             raise UserError(str(err)) from None
+        # Every architecture kwarg of the resume pkl is kept (conv_clamp changes the function, so it stays
+        # even with --fp32). On a CPU our networks compute in float32 whatever num_fp16_res says; only an
+        # explicit --fp32=1 turns the pkl's fp16 blocks off for a GPU run.
         args.G_kwargs = dnnlib.EasyDict(class_name=GENERATOR_CLASS, **_network_init_kwargs(resume["G"], "G", opts.resume))
         args.D_kwargs = dnnlib.EasyDict(class_name=DISCRIMINATOR_CLASS, **_network_init_kwargs(resume["D"], "D", opts.resume))
-        if fp32:
-            _set_fp32(args.G_kwargs, generator=True)
-            _set_fp32(args.D_kwargs, generator=False)
+        if opts.fp32:
+            args.G_kwargs.setdefault("synthesis_kwargs", {})["num_fp16_res"] = 0
+            args.D_kwargs["num_fp16_res"] = 0
         for option in ("cbase", "cmax", "map", "zdim", "wdim"):
             if opts.get(option) is not None:
                 raise UserError(f"--{option} cannot change the architecture of the --resume network; drop it")
@@ -427,8 +430,8 @@ def run_training(opts: dnnlib.EasyDict) -> str:
               help="Comma list of xflip, translation, cutout, color")
 @click.option("--freezed", type=int, default=0, show_default=True, help="Freeze the first D layers", metavar="INT")
 @click.option("--fp32", type=bool, default=None, help="Disable mixed precision [default: on CPU only]")
-@click.option("--workers", type=int, default=3, show_default=True, help="DataLoader worker processes",
-              metavar="INT")
+@click.option("--workers", type=click.IntRange(min=0), default=min(3, os.cpu_count() or 1), show_default=True,
+              help="DataLoader worker processes [default: 3, at most the CPU count]", metavar="INT")
 @click.option("--cbase", type=int, help="Capacity multiplier channel_base (train mode)", metavar="INT")
 @click.option("--cmax", type=int, help="Max. feature maps channel_max (train mode)", metavar="INT")
 @click.option("--map", type=int, help="Mapping network depth (train mode)", metavar="INT")

@@ -232,3 +232,27 @@ def test_write_with_label_dim_stores_one_hot_vectors_of_that_width(tmp_path):
         write_image_dataset(str(tmp_path / "bad.zip"), images, labels=[0, 3], label_dim=2)
     with pytest.raises(ValueError, match="without labels"):
         write_image_dataset(str(tmp_path / "bad2.zip"), images, label_dim=2)
+
+
+def test_zip_read_by_several_dataloader_workers_gives_the_right_pixels(tmp_path):
+    """Each forked worker opens its own zip handle: with one inherited handle the workers share a file offset
+    and interleaved reads fail ('Bad magic number') or return another image's bytes."""
+    import torch
+    count, res = 1600, 8
+    images = _random_images(n=count, res=res, channels=1, seed=3)
+    path = tmp_path / "many.zip"
+    write_image_dataset(str(path), images)
+    dataset = ImageDataset(str(path))
+    dataset[0]  # the parent process reads (and holds a handle) before the workers fork
+    loader = torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=True, num_workers=3,
+                                         generator=torch.Generator().manual_seed(0), persistent_workers=False)
+    seen = 0
+    for _epoch in range(2):
+        for batch_images, _labels in loader:
+            flat = batch_images.reshape(len(batch_images), -1).numpy()
+            # Every image is random noise, so its pixels identify it; look each one up.
+            for pixels in flat:
+                matches = np.flatnonzero((images.reshape(count, -1) == pixels).all(1))
+                assert len(matches) == 1
+            seen += len(batch_images)
+    assert seen == 2 * count

@@ -242,3 +242,22 @@ def test_resumed_adapt_keeps_ewc_anchor(data, adapted, tmp_path):
     assert after["meta"]["theta_fingerprint"] == before["meta"]["theta_fingerprint"]
     for name, value in before["fisher"].items():
         assert torch.equal(after["fisher"][name], value), name
+
+
+def test_adapt_and_unlearn_keep_every_architecture_kwarg_of_the_resume_pkl(data, tmp_path):
+    """A pkl trained with fp16 blocks and conv_clamp=256 keeps both in adapt/unlearn runs on a CPU (our networks
+    compute in float32 there anyway); an explicit --fp32=1 turns off only the fp16 blocks."""
+    invoke(["--outdir", tmp_path / "clamped", "--data", data / "positives.zip", "--kimg", "0.004", "--fp32", "0",
+            *TINY, *FAST])
+    pkl = only_run_dir(tmp_path / "clamped", "train") / "network-snapshot-000000.pkl"
+    stored = load(pkl)["G"].init_kwargs
+    assert stored["synthesis_kwargs"]["conv_clamp"] == 256 and stored["synthesis_kwargs"]["num_fp16_res"] == 4
+    for extra, fp16_res in (([], 4), (["--fp32", "1"], 0)):
+        out = invoke(["--mode", "adapt", "--outdir", tmp_path / "dry", "--data", data / "negatives.zip",
+                      "--resume", pkl, "--dry-run", *FAST, *extra]).output
+        options = json.loads(out[out.index("{"):out.index("\n}\n") + 2])
+        assert options["G_kwargs"]["synthesis_kwargs"]["conv_clamp"] == 256
+        assert options["D_kwargs"]["conv_clamp"] == 256
+        assert options["G_kwargs"]["synthesis_kwargs"]["num_fp16_res"] == fp16_res
+        assert options["D_kwargs"]["num_fp16_res"] == fp16_res
+        assert options["G_kwargs"]["mapping_kwargs"] == {k: v for k, v in stored["mapping_kwargs"].items()}
