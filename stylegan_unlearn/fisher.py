@@ -6,18 +6,25 @@ parameters (the official code: N = 32, no log-sigmoid, the Li et al. 2020 proxy)
 
 Sampling, as in the official code: z ~ N(0, I) with style mixing at probability 0.9 (one random
 cutoff per sample). Unlike the official code everything is seeded and noise is taken in
-``noise_mode='const'``, so the estimate is deterministic. Each sample passes through G and D on its
-own (batch of one): D's minibatch-stddev layer would otherwise couple the samples and there
-would be no per-sample gradient. G and D run in float32 (``force_fp32``) even where the networks
-use fp16 blocks, because λ = 5e8 magnifies any rounding in F. Conditional generators get uniformly drawn one-hot labels.
-Both networks are put in eval mode for the estimate (no w_avg update) and restored afterwards.
+``noise_mode='const'``, so the estimate is deterministic. Conditional generators get uniformly drawn
+one-hot labels. Both networks are put in eval mode for the estimate (no w_avg update) and restored
+afterwards; G and D run in float32 (``force_fp32``) even where the networks use fp16 blocks, because
+λ = 5e8 magnifies any rounding in F.
 
-Per-sample gradients are vectorised with `torch.func` (`functional_call` + `vmap` + `grad`) in
-chunks that bound memory. The synthesis network is called with non-fused modulated convolutions
-(one shared weight, a plain batched convolution under vmap: about twice as fast as the fused,
-grouped form); where that path cannot be vmapped (e.g. a custom autograd Function without vmap
-support) the fused form is tried, and if vmap cannot run at all a plain per-sample loop computes
-the very same quantity (one warning says so).
+Minibatch statistics: D's minibatch-stddev layer sees each sample together with the others of its
+group, as in training (the official code runs D on its batch of 32 and takes each sample's logit
+gradient). The N samples are split into groups of D's own minibatch-std group size (``mbstd_group``
+overrides it; 1 gives the batch-of-one estimate), each group goes through D as one batch, and each
+sample's logit is differentiated through the whole group — its gradient includes the path through
+the group's standard deviation:
+    F_i = (1/N) Σ_groups Σ_{n ∈ group} (∂ D(G(z_group))_n / ∂θ_i)².
+
+Per-sample gradients are vectorised with `torch.func`: per group the Jacobian of its logits
+(``jacrev``), vmapped over groups, in chunks that bound memory. The synthesis network is called with
+non-fused modulated convolutions (one shared weight, a plain batched convolution under vmap: about
+twice as fast as the fused, grouped form); where that path cannot be vmapped (e.g. a custom autograd
+Function without vmap support) the fused form is tried, and if vmap cannot run at all a plain loop
+over groups and their samples computes the very same quantity (one warning says so).
 """
 import contextlib
 import math
@@ -26,12 +33,13 @@ import warnings
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, jacrev, vmap
 
 from stylegan_unlearn import fileio
 from stylegan_unlearn.params import GeneratorLike, select_params, unwrap
 
-__all__ = ["compute_fisher", "save_fisher", "load_fisher", "load_or_compute_fisher", "FISHER_FORMAT"]
+__all__ = ["compute_fisher", "save_fisher", "load_fisher", "load_or_compute_fisher", "minibatch_group_size",
+           "FISHER_FORMAT"]
 
 FISHER_FORMAT = "stylegan-unlearn-fisher/1"
 STYLE_MIXING_PROB = 0.9
@@ -75,8 +83,9 @@ def _sample_inputs(mapping: torch.nn.Module, num_samples: int, seed: int, style_
     return tuple(t.to(device) for t in (z, z_mix, mask, c))
 
 
-class _SampleLogit:
-    """D(G(z)) for a single sample as a function of the selected generator parameters."""
+class _GroupLogits:
+    """D(G(z)) for one group of samples (D sees the group as its batch) as a function of the selected
+    generator parameters; inputs carry the group as their leading dimension, the result is [group]."""
 
     def __init__(self, mapping: torch.nn.Module, synthesis: torch.nn.Module, D: torch.nn.Module,
                  synthesis_kwargs: Dict[str, object]):
@@ -84,14 +93,34 @@ class _SampleLogit:
         self.synthesis_kwargs = synthesis_kwargs
 
     def __call__(self, selected: Dict[str, torch.Tensor], z, z_mix, mask, c) -> torch.Tensor:
-        z, z_mix, mask, c = (t.unsqueeze(0) for t in (z, z_mix, mask, c))
         mapping_params = {n[len("mapping."):]: t for n, t in selected.items() if n.startswith("mapping.")}
         synthesis_params = {n[len("synthesis."):]: t for n, t in selected.items() if n.startswith("synthesis.")}
         ws = functional_call(self.mapping, mapping_params, (z, c))
         ws_mix = functional_call(self.mapping, mapping_params, (z_mix, c))
         ws = torch.where(mask, ws_mix, ws)
         img = functional_call(self.synthesis, synthesis_params, (ws,), dict(self.synthesis_kwargs))
-        return self.D(img, c, force_fp32=True).reshape([])
+        return self.D(img, c, force_fp32=True).reshape([-1])
+
+
+def minibatch_group_size(D: torch.nn.Module, num_samples: int) -> int:
+    """How many samples D's minibatch-stddev layer couples (1 without one, all of them for group size None)."""
+    layers = [m for m in unwrap(D).modules() if hasattr(m, "group_size") and hasattr(m, "num_channels")]
+    if not layers:
+        return 1
+    group = layers[0].group_size
+    return num_samples if group is None else max(1, min(int(group), num_samples))
+
+
+def _groups(inputs: Sequence[torch.Tensor], group: int) -> List[Tuple[torch.Tensor, ...]]:
+    """Split the sample inputs into full groups [num_groups, group, ...] plus a remainder group, if any."""
+    num = inputs[0].shape[0]
+    full = num // group * group
+    parts = []
+    if full:
+        parts.append(tuple(t[:full].reshape(full // group, group, *t.shape[1:]) for t in inputs))
+    if full < num:
+        parts.append(tuple(t[full:].unsqueeze(0) for t in inputs))
+    return parts
 
 
 # Synthesis call variants, fastest first. Non-fused modulated convolutions share one weight across
@@ -102,41 +131,44 @@ _SYNTHESIS_VARIANTS = ({"noise_mode": "const", "force_fp32": True, "fused_modcon
 _WORKING_VARIANT: Dict[type, int] = {}  # synthesis class -> first variant that vmapped, to skip failing ones
 
 
-def _fisher_vmap(fn: _SampleLogit, selected: Dict[str, torch.Tensor], inputs: Sequence[torch.Tensor],
-                 chunk: int) -> Dict[str, torch.Tensor]:
-    per_sample_grad = vmap(grad(fn), in_dims=(None, 0, 0, 0, 0))
+def _fisher_vmap(fn: _GroupLogits, selected: Dict[str, torch.Tensor], inputs: Sequence[torch.Tensor],
+                 chunk: int, group: int) -> Dict[str, torch.Tensor]:
+    per_group_jacobian = vmap(jacrev(fn), in_dims=(None, 0, 0, 0, 0))
     total = {n: torch.zeros_like(t, dtype=torch.float32) for n, t in selected.items()}
-    num = inputs[0].shape[0]
-    for start in range(0, num, chunk):
-        grads = per_sample_grad(selected, *(t[start:start + chunk] for t in inputs))
-        for n, g in grads.items():
-            total[n] += g.float().square().sum(0)
+    groups_per_chunk = max(1, chunk // group)
+    for grouped in _groups(inputs, group):
+        for start in range(0, grouped[0].shape[0], groups_per_chunk):
+            jacobians = per_group_jacobian(selected, *(t[start:start + groups_per_chunk] for t in grouped))
+            for n, g in jacobians.items():  # [groups, group, *shape]
+                total[n] += g.float().square().sum((0, 1))
     return total
 
 
-def _fisher_loop(fn: _SampleLogit, selected: Dict[str, torch.Tensor],
-                 inputs: Sequence[torch.Tensor]) -> Dict[str, torch.Tensor]:
+def _fisher_loop(fn: _GroupLogits, selected: Dict[str, torch.Tensor], inputs: Sequence[torch.Tensor],
+                 group: int) -> Dict[str, torch.Tensor]:
     names = list(selected)
     leaves = [selected[n].detach().requires_grad_(True) for n in names]
     total = {n: torch.zeros_like(t, dtype=torch.float32) for n, t in selected.items()}
-    for i in range(inputs[0].shape[0]):
-        logit = fn(dict(zip(names, leaves)), *(t[i] for t in inputs))
-        grads = torch.autograd.grad(logit, leaves, allow_unused=True)
-        for n, g in zip(names, grads):
-            if g is not None:
-                total[n] += g.float().square()
+    for grouped in _groups(inputs, group):
+        for index in range(grouped[0].shape[0]):
+            logits = fn(dict(zip(names, leaves)), *(t[index] for t in grouped))
+            for j in range(logits.shape[0]):
+                grads = torch.autograd.grad(logits[j], leaves, allow_unused=True, retain_graph=j + 1 < len(logits))
+                for n, g in zip(names, grads):
+                    if g is not None:
+                        total[n] += g.float().square()
     return total
 
 
-def _vectorised(parts, selected, inputs, chunk) -> Tuple[Optional[Dict[str, torch.Tensor]], str]:
+def _vectorised(parts, selected, inputs, chunk, group) -> Tuple[Optional[Dict[str, torch.Tensor]], str]:
     """vmap over each synthesis variant in turn; (None, last error) when none can be vectorised."""
     error = ""
     synthesis_type = type(parts[1])
     start = _WORKING_VARIANT.get(synthesis_type, 0)
     for index in range(start, len(_SYNTHESIS_VARIANTS)):
         try:
-            with torch.no_grad():  # `grad` ignores an outer no_grad; this keeps results graph-free
-                total = _fisher_vmap(_SampleLogit(*parts, _SYNTHESIS_VARIANTS[index]), selected, inputs, chunk)
+            with torch.no_grad():  # `jacrev` ignores an outer no_grad; this keeps results graph-free
+                total = _fisher_vmap(_GroupLogits(*parts, _SYNTHESIS_VARIANTS[index]), selected, inputs, chunk, group)
         except Exception as err:  # no vmap rule for some op (or no such keyword): try the next variant
             error = f"{type(err).__name__}: {err}"
             continue
@@ -145,10 +177,10 @@ def _vectorised(parts, selected, inputs, chunk) -> Tuple[Optional[Dict[str, torc
     return None, error
 
 
-def _looped(parts, selected, inputs) -> Dict[str, torch.Tensor]:
+def _looped(parts, selected, inputs, group) -> Dict[str, torch.Tensor]:
     for index, kwargs in enumerate(_SYNTHESIS_VARIANTS):
         try:
-            return _fisher_loop(_SampleLogit(*parts, kwargs), selected, inputs)
+            return _fisher_loop(_GroupLogits(*parts, kwargs), selected, inputs, group)
         except TypeError:  # a synthesis network without the `fused_modconv` keyword
             if index == len(_SYNTHESIS_VARIANTS) - 1:
                 raise
@@ -157,11 +189,13 @@ def _looped(parts, selected, inputs) -> Dict[str, torch.Tensor]:
 
 def compute_fisher(G: GeneratorLike, D: torch.nn.Module, *, params: str = "synthesis", num_samples: int = 32,
                    chunk: int = 8, seed: int = 0, device: Union[torch.device, str, None] = None,
-                   style_mixing_prob: float = STYLE_MIXING_PROB, method: str = "auto") -> Dict[str, torch.Tensor]:
+                   style_mixing_prob: float = STYLE_MIXING_PROB, method: str = "auto",
+                   mbstd_group: Optional[int] = None) -> Dict[str, torch.Tensor]:
     """Diagonal Fisher of the selected G parameters: name → float32 tensor on `device`.
 
     `G` is a Generator or a ``(G_mapping, G_synthesis)`` pair (DDP wrappers are unwrapped).
     `method` is ``'auto'`` (vmap, falling back to the loop with one warning), ``'vmap'`` or ``'loop'``.
+    `mbstd_group` is how many samples go through D together (default: D's minibatch-std group size).
     """
     if num_samples < 1:
         raise ValueError(f"fisher num_samples must be at least 1, got {num_samples}")
@@ -169,8 +203,11 @@ def compute_fisher(G: GeneratorLike, D: torch.nn.Module, *, params: str = "synth
         raise ValueError(f"fisher chunk must be at least 1, got {chunk}")
     if method not in ("auto", "vmap", "loop"):
         raise ValueError(f"fisher method must be 'auto', 'vmap' or 'loop', got {method!r}")
+    if mbstd_group is not None and mbstd_group < 1:
+        raise ValueError(f"fisher mbstd_group must be at least 1, got {mbstd_group}")
     mapping, synthesis = _generator_parts(G)
     D = unwrap(D)
+    group = minibatch_group_size(D, num_samples) if mbstd_group is None else min(int(mbstd_group), num_samples)
     named = select_params((mapping, synthesis), params)
     device = torch.device(device) if device is not None else named[0][1].device
     selected = {n: p.detach() for n, p in named}
@@ -181,14 +218,14 @@ def compute_fisher(G: GeneratorLike, D: torch.nn.Module, *, params: str = "synth
     with _eval_mode(*parts):
         total = None
         if method != "loop":
-            total, error = _vectorised(parts, selected, inputs, chunk)
+            total, error = _vectorised(parts, selected, inputs, chunk, group)
             if total is None and method == "vmap":
                 raise RuntimeError(f"vectorised Fisher failed: {error}")
             if total is None:
                 warnings.warn(f"vectorised Fisher failed ({error}); using the slower per-sample loop",
                               RuntimeWarning, stacklevel=2)
         if total is None:
-            total = _looped(parts, selected, inputs)
+            total = _looped(parts, selected, inputs, group)
     return {n: (t / num_samples).detach() for n, t in total.items()}
 
 
@@ -222,12 +259,12 @@ def load_fisher(path: Union[str, os.PathLike]) -> Tuple[Dict[str, torch.Tensor],
 
 
 def _cache_matches(fisher: Dict[str, torch.Tensor], meta: dict, named: Sequence[Tuple[str, torch.Tensor]],
-                   num_samples: int, seed: int, fingerprint: List[float]) -> bool:
+                   num_samples: int, seed: int, group: int, fingerprint: List[float]) -> bool:
     if list(fisher) != [n for n, _ in named]:
         return False
     if any(tuple(fisher[n].shape) != tuple(p.shape) for n, p in named):
         return False
-    if meta.get("num_samples") != num_samples or meta.get("seed") != seed:
+    if meta.get("num_samples") != num_samples or meta.get("seed") != seed or meta.get("mbstd_group") != group:
         return False
     cached = meta.get("theta_fingerprint")
     return (isinstance(cached, list) and len(cached) == 2
@@ -236,10 +273,12 @@ def _cache_matches(fisher: Dict[str, torch.Tensor], meta: dict, named: Sequence[
 
 def load_or_compute_fisher(G: GeneratorLike, D: torch.nn.Module, cache: Union[str, os.PathLike, None] = None, *,
                            params: str = "synthesis", num_samples: int = 32, chunk: int = 8, seed: int = 0,
-                           device: Union[torch.device, str, None] = None) -> Dict[str, torch.Tensor]:
-    """The Fisher from `cache` when it was made for these parameters (names, shapes, weights, N, seed),
+                           device: Union[torch.device, str, None] = None,
+                           mbstd_group: Optional[int] = None) -> Dict[str, torch.Tensor]:
+    """The Fisher from `cache` when it was made for these parameters (names, shapes, weights, N, seed, group),
     otherwise computed and, if `cache` is given, saved there atomically."""
     named = select_params(_generator_parts(G), params)
+    group = minibatch_group_size(D, num_samples) if mbstd_group is None else min(int(mbstd_group), num_samples)
     fingerprint = _fingerprint([p for _, p in named])
     target = torch.device(device) if device is not None else named[0][1].device
     if cache is not None and os.path.isfile(cache):
@@ -248,12 +287,14 @@ def load_or_compute_fisher(G: GeneratorLike, D: torch.nn.Module, cache: Union[st
         except ValueError as err:
             warnings.warn(f"{err}; recomputing the Fisher", RuntimeWarning, stacklevel=2)
         else:
-            if _cache_matches(fisher, meta, named, num_samples, seed, fingerprint):
+            if _cache_matches(fisher, meta, named, num_samples, seed, group, fingerprint):
                 return {n: t.to(device=target, dtype=torch.float32) for n, t in fisher.items()}
             warnings.warn(f"Fisher cache {cache} was made for other parameters; recomputing it",
                           RuntimeWarning, stacklevel=2)
-    fisher = compute_fisher(G, D, params=params, num_samples=num_samples, chunk=chunk, seed=seed, device=target)
+    fisher = compute_fisher(G, D, params=params, num_samples=num_samples, chunk=chunk, seed=seed, device=target,
+                            mbstd_group=group)
     if cache is not None:
-        meta = {"params": params, "num_samples": num_samples, "seed": seed, "theta_fingerprint": fingerprint}
+        meta = {"params": params, "num_samples": num_samples, "seed": seed, "mbstd_group": group,
+                "theta_fingerprint": fingerprint}
         save_fisher(cache, fisher, meta)
     return fisher

@@ -13,15 +13,16 @@ Selections (`mode`):
   * ``'all'`` — every generator parameter (mapping, const, 4×4, toRGB, noise strengths). Buffers
     (``w_avg``, ``noise_const``, ``resample_filter``) are never parameters and never selected.
 
-Distances (`distance`), against K ≥ 1 anchor parameter sets θ_N^1..θ_N^K:
-  * ``'l2'`` — the paper's form: d = mean_k Σ_elements (θ − θ_N^k)² over the selected parameters.
-  * ``'tensor-mean'`` — the official code's normalisation: d = mean_k mean_p mean_elements
-    (θ_p − θ_N,p^k)², i.e. every parameter tensor weighs the same regardless of its size.
-    The official code multiplies the Σ_p Σ_k of per-tensor means by K/2 and divides by P, so its
-    d equals this d × K²/2 (×12.5 for its K = 5); hyper-parameters quoted from the official code
-    therefore need that factor (α and NL2 weights × K²/2, IL2 weights ÷ K²/2) to mean the same here.
+Distances (`distance`), against K ≥ 1 anchor parameter sets θ_N^1..θ_N^K, over P selected tensors:
+  * ``'l2'`` — the paper's form: d = mean_k Σ_p Σ_elements (θ_p − θ_N,p^k)².
+  * ``'tensor-mean'`` — the official code's per-tensor normalisation, averaged over the K anchors:
+    d = mean_k (1/P) Σ_p mean_elements (θ_p − θ_N,p^k)², so that every tensor weighs the same
+    whatever its size.
+  * ``'official'`` — exactly the official code's d: (K/2)·(1/P)·Σ_p Σ_k mean_elements (θ_p − θ_N,p^k)²,
+    which is K²/2 × ``tensor-mean`` (½ at K = 1, 12.5 at its K = 5). Its weights and α (EL2 weight 100
+    with α = 1 in the official MNIST runs) mean what they meant there only with this distance.
 
-Both distances are computed in one fused pass independent of K: with μ_p = mean_k θ_N,p^k,
+Every distance is computed in one fused pass independent of K: with μ_p = mean_k θ_N,p^k,
     mean_k ‖θ_p − θ_N,p^k‖² = ‖θ_p − μ_p‖² + mean_k ‖θ_N,p^k − μ_p‖²,
 so only μ and a constant (the anchors' spread, computed once in float64) are kept.
 """
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 PARAM_MODES = ("synthesis", "all")
-DISTANCE_MODES = ("l2", "tensor-mean")
+DISTANCE_MODES = ("l2", "tensor-mean", "official")
 
 _SG2_SYNTHESIS_CONV = re.compile(r"^synthesis\.b(\d+)\.conv[01]\.")
 _SG3_SYNTHESIS_LAYER = re.compile(r"^synthesis\.L(\d+)_")
@@ -118,13 +119,15 @@ def weighted_sq_distance(params: Sequence[torch.Tensor], anchors: Sequence[torch
     return sq.sum()
 
 
-def _tensor_weights(shapes: Sequence[torch.Size], mode: str) -> List[float]:
+def _tensor_weights(shapes: Sequence[torch.Size], mode: str, num_anchors: int) -> List[float]:
+    """Per-tensor weights w_p of d = mean_k Σ_p w_p ‖θ_p − θ_N,p^k‖² for distance `mode`."""
     if mode not in DISTANCE_MODES:
         raise ValueError(f"unknown distance {mode!r}; use one of {', '.join(DISTANCE_MODES)}")
     if mode == "l2":
         return [1.0] * len(shapes)
+    scale = num_anchors ** 2 / 2 if mode == "official" else 1.0
     count = len(shapes)
-    return [1.0 / (max(1, torch.Size(s).numel()) * count) for s in shapes]
+    return [scale / (max(1, torch.Size(s).numel()) * count) for s in shapes]
 
 
 class AnchorSet:
@@ -148,7 +151,7 @@ class AnchorSet:
                     raise ValueError(f"anchor {k} tensor {p} has shape {tuple(t.shape)}, expected {tuple(shapes[p])}")
         self.mode = mode
         self.num_anchors = len(anchors)
-        self.weights = _tensor_weights(shapes, mode)
+        self.weights = _tensor_weights(shapes, mode, len(anchors))
         means, spread = [], 0.0
         with torch.no_grad():
             for p, weight in enumerate(self.weights):
@@ -167,7 +170,7 @@ class AnchorSet:
 
 def distance(params: Sequence[torch.Tensor], anchors: Sequence[Sequence[torch.Tensor]],
              mode: str = "l2") -> torch.Tensor:
-    """d(θ, {θ_N^k}) for `mode` in ``'l2'`` / ``'tensor-mean'`` (see the module docstring)."""
+    """d(θ, {θ_N^k}) for `mode` in ``'l2'`` / ``'tensor-mean'`` / ``'official'`` (see the module docstring)."""
     return AnchorSet(anchors, mode, device=params[0].device if params else None).distance(params)
 
 

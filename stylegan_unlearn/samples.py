@@ -178,6 +178,36 @@ def collect_samples(G: torch.nn.Module, seeds: Sequence[int], decide, batch_size
     return negatives, positives
 
 
+def split_sample_set(sample_set: SampleSet, splits: int, per_split: Optional[int] = None) -> List[SampleSet]:
+    """Disjoint parts `<kind>-1 … <kind>-K` of a set, in its order: `per_split` images each (the first K·N),
+    or all of them in K parts as equal as possible. One negative set per adapted model θ_N^k."""
+    if splits < 1:
+        raise ValueError(f"--splits must be at least 1, got {splits}")
+    if per_split is not None and per_split < 1:
+        raise ValueError(f"--negatives-per-split must be at least 1, got {per_split}")
+    total = len(sample_set)
+    wanted = splits * per_split if per_split is not None else splits
+    if total < wanted:
+        need = f"{splits} × {per_split}" if per_split is not None else f"one per split ({splits})"
+        raise ValueError(f"found {total} {sample_set.kind}, fewer than {need}; generate more --seeds or ask for "
+                         "fewer splits")
+    if per_split is not None:
+        bounds = [i * per_split for i in range(splits + 1)]
+    else:
+        bounds = [round(i * total / splits) for i in range(splits + 1)]
+    parts = []
+    for index in range(splits):
+        part = SampleSet(f"{sample_set.kind}-{index + 1}")
+        for i in range(bounds[index], bounds[index + 1]):
+            part.images.append(sample_set.images[i])
+            part.captions.append(sample_set.captions[i])
+            part.labels.append(sample_set.labels[i])
+            if i < len(sample_set.seeds):
+                part.seeds.append(sample_set.seeds[i])
+        parts.append(part)
+    return parts
+
+
 def _write_set(sample_set: SampleSet, outdir: str, c_dim: int) -> Optional[Dict]:
     from stylegan_unlearn.data import write_image_dataset
     from stylegan_unlearn.images import save_contact_sheet
@@ -215,9 +245,14 @@ def _write_set(sample_set: SampleSet, outdir: str, c_dim: int) -> Optional[Dict]
 @click.option("--positives-dir", default=None, type=click.Path(), help="Folder of your own images without it.")
 @click.option("--class", "class_idx", type=int, default=None,
               help="Class for conditional networks (default: seed % c_dim; labels user images).")
+@click.option("--splits", type=click.IntRange(min=1), default=None,
+              help="Also write K disjoint negative sets negatives-1.zip … negatives-K.zip, one per adapted model.")
+@click.option("--negatives-per-split", type=click.IntRange(min=1), default=None,
+              help="Negatives in each split (the first K·N found) [default: all found, split evenly].")
 @sampling_options
 def collect_command(network_pkl, seeds, outdir, classifier, target_class, threshold, resize, negative_seeds,
-                    negatives_dir, positives_dir, class_idx, truncation_psi, noise_mode, batch_size, device):
+                    negatives_dir, positives_dir, class_idx, splits, negatives_per_split, truncation_psi, noise_mode,
+                    batch_size, device):
     """Collect negatives (with the feature) and positives (without) as dataset zips.
 
     \b
@@ -237,6 +272,8 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
                                "or --negatives-dir / --positives-dir")
     if not classifier and any(v is not None for v in (target_class, threshold, resize)):
         raise click.UsageError("--target-class, --threshold and --resize only apply with --classifier")
+    if negatives_per_split is not None and splits is None:
+        raise click.UsageError("--negatives-per-split needs --splits K")
 
     device = resolve_device(device)
     G = load_network(network_pkl, device)
@@ -289,6 +326,13 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
             click.echo(f"{sample_set.kind}: {len(names)} image(s) from '{folder}'"
                        + (f", {converted} converted to {resolution}x{resolution}/{channels}ch" if converted else ""))
 
+    parts = []
+    if splits is not None:
+        try:
+            parts = split_sample_set(negatives, splits, negatives_per_split)
+        except ValueError as err:
+            raise click.ClickException(str(err)) from None
+
     summary = {
         "network": os.path.abspath(network_pkl),
         "resolution": resolution, "channels": channels, "c_dim": c_dim,
@@ -298,6 +342,7 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
         "truncation_psi": truncation_psi, "noise_mode": noise_mode, "class": class_idx,
         "negatives": _write_set(negatives, outdir, int(c_dim)),
         "positives": _write_set(positives, outdir, int(c_dim)),
+        "negative_splits": [_write_set(part, outdir, int(c_dim)) for part in parts],
         "total_time": round(time.time() - started, 3),
         "timestamp": time.time(),
     }
@@ -312,6 +357,8 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
             stale = os.path.join(outdir, f"{kind}.zip")
             note = f"; the existing {stale} is from an earlier run and was left as it was" if os.path.exists(stale) else ""
             click.echo(f"warning: no {kind} found; {kind}.zip was not written{note}", err=True)
+    for part in summary["negative_splits"]:
+        click.echo(f"{part['zip'][:-4]}: {part['count']} image(s) -> {os.path.join(outdir, part['zip'])}")
     if all_seeds and decided_by == "classifier":
         flagged = summary["negatives"]["count"] - len(summary["negatives"]["files"])
         click.echo(f"The classifier flagged {flagged} of {len(all_seeds)} generated samples "

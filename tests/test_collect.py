@@ -325,3 +325,39 @@ def test_collect_missing_network_is_one_clear_line(tmp_path):
     result = run_cli(["collect", "--network", tmp_path / "none.pkl", "--seeds", "0", "--negative-seeds", "0",
                       "--outdir", tmp_path / "o", "--device", "cpu"], expect_ok=False)
     assert result.exit_code == 1 and "none.pkl" in result.output and "Traceback" not in result.output
+
+
+def test_collect_writes_disjoint_negative_splits(tmp_path, network):
+    out = tmp_path / "splits"
+    run_cli(["collect", "--network", network, "--seeds", "0-19", "--negative-seeds", "0-10", "--splits", 3,
+             "--outdir", out, "--device", "cpu"])
+    summary = json.loads((out / "collect.json").read_text())
+    from stylegan_unlearn.cliutil import parse_int_ranges
+    split_seeds = [parse_int_ranges(part["seeds"]) for part in summary["negative_splits"]]
+    assert [len(s) for s in split_seeds] == [4, 3, 4]  # 11 negatives in 3 parts as equal as possible
+    assert sorted(sum(split_seeds, [])) == list(range(11))  # disjoint, and together all negatives
+    _all, all_images, _ = _load_zip(out / "negatives.zip")
+    for index, seeds in enumerate(split_seeds):
+        dataset, images, _ = _load_zip(out / f"negatives-{index + 1}.zip")
+        assert len(dataset) == len(seeds) == summary["negative_splits"][index]["count"]
+        first = sum(len(s) for s in split_seeds[:index])
+        np.testing.assert_array_equal(images, all_images[first:first + len(seeds)])
+
+    fixed = tmp_path / "fixed"
+    run_cli(["collect", "--network", network, "--seeds", "0-19", "--negative-seeds", "0-10", "--splits", 2,
+             "--negatives-per-split", 5, "--outdir", fixed, "--device", "cpu"])
+    parts = json.loads((fixed / "collect.json").read_text())["negative_splits"]
+    assert [p["seeds"] for p in parts] == ["0-4", "5-9"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--splits", 12], "found 11 negatives, fewer than one per split"),
+    (["--splits", 3, "--negatives-per-split", 4], "found 11 negatives, fewer than 3 × 4"),
+    (["--negatives-per-split", 4], "needs --splits"),
+])
+def test_collect_bad_splits_are_one_clear_line_with_nothing_written(tmp_path, network, extra, message):
+    out = tmp_path / "bad"
+    result = run_cli(["collect", "--network", network, "--seeds", "0-19", "--negative-seeds", "0-10",
+                      "--outdir", out, "--device", "cpu", *extra], expect_ok=False)
+    assert result.exit_code != 0 and message in result.output
+    assert not (out / "negatives.zip").exists() and not (out / "collect.json").exists()

@@ -125,3 +125,46 @@ def test_bad_cache_and_arguments_are_clear(tmp_path):
         warnings.simplefilter("ignore")
         fisher = load_or_compute_fisher(G, D, bad, num_samples=2)  # unreadable cache → recomputed and replaced
     assert list(load_fisher(bad)[0]) == list(fisher)
+
+
+def _brute_force_fisher(G, D, num_samples, group, seed):
+    """F = (1/N) Σ_n (∂ℓ_n/∂θ)², each group of `group` consecutive samples one D batch, written out directly."""
+    z = torch.randn([num_samples, G.z_dim], generator=torch.Generator().manual_seed(seed))
+    c = torch.zeros([num_samples, 0])
+    G.eval(), D.eval()
+    named = select_params(G, "synthesis")
+    total = [torch.zeros_like(p) for _, p in named]
+    for start in range(0, num_samples, group):
+        logits = D(G(z[start:start + group], c[start:start + group], noise_mode="const"), c[start:start + group])
+        for logit in logits.flatten():
+            grads = torch.autograd.grad(logit, [p for _, p in named], retain_graph=True)
+            total = [t + g.square() for t, g in zip(total, grads)]
+    return {name: t / num_samples for (name, _), t in zip(named, total)}
+
+
+def test_discriminator_sees_minibatch_statistics_of_its_group():
+    G, D = tiny_networks()
+    assert fisher_mod.minibatch_group_size(D, 32) == 4 and fisher_mod.minibatch_group_size(D, 2) == 2
+    grouped = compute_fisher(G, D, num_samples=8, style_mixing_prob=0.0, seed=3, chunk=8, method="vmap")
+    looped = compute_fisher(G, D, num_samples=8, style_mixing_prob=0.0, seed=3, method="loop")
+    alone = compute_fisher(G, D, num_samples=8, style_mixing_prob=0.0, seed=3, mbstd_group=1)
+    expected = _brute_force_fisher(G, D, num_samples=8, group=4, seed=3)
+    expected_alone = _brute_force_fisher(G, D, num_samples=8, group=1, seed=3)
+    for name in expected:
+        torch.testing.assert_close(grouped[name], expected[name], rtol=1e-4, atol=1e-12)
+        torch.testing.assert_close(looped[name], expected[name], rtol=1e-4, atol=1e-12)
+        torch.testing.assert_close(alone[name], expected_alone[name], rtol=1e-4, atol=1e-12)
+    # The group's standard deviation changes every logit, so the two estimates differ clearly.
+    diff = sum(float((grouped[n] - alone[n]).abs().sum()) for n in grouped)
+    size = sum(float(grouped[n].abs().sum()) for n in grouped)
+    assert diff > 0.05 * size
+
+
+def test_cache_is_keyed_on_the_group(tmp_path):
+    G, D = tiny_networks()
+    cache = tmp_path / "fisher.pt"
+    load_or_compute_fisher(G, D, cache, num_samples=4)
+    assert load_fisher(cache)[1]["mbstd_group"] == 4
+    with pytest.warns(RuntimeWarning, match="recomputing"):
+        load_or_compute_fisher(G, D, cache, num_samples=4, mbstd_group=1)
+    assert load_fisher(cache)[1]["mbstd_group"] == 1

@@ -137,3 +137,19 @@ def test_gather_aligned_reports_missing_and_misshaped():
         P.gather_aligned({"a": torch.zeros(2)}, ["a", "b"], [torch.Size([2]), torch.Size([1])])
     with pytest.raises(ValueError, match="shape"):
         P.gather_aligned({"a": torch.zeros(3)}, ["a"], [torch.Size([2])])
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_official_distance_is_the_official_codes_formula(k):
+    """(K/2)·(1/P)·Σ_p Σ_k mean_elements (θ_p − θ_N,p^k)², written out as the official code sums it."""
+    gen = torch.Generator().manual_seed(k)
+    theta = [torch.randn(6, generator=gen), torch.randn(2, 3, generator=gen), torch.randn([], generator=gen)]
+    anchors = [[torch.randn(t.shape, generator=gen) for t in theta] for _ in range(k)]
+    total = 0.0
+    for p, t in enumerate(theta):
+        for anchor in anchors:
+            total += float(((t - anchor[p]) ** 2).mean())
+    official = total / len(theta) / 2 * k
+    assert P.distance(theta, anchors, mode="official").item() == pytest.approx(official, rel=1e-5)
+    tensor_mean = P.distance(theta, anchors, mode="tensor-mean").item()
+    assert P.distance(theta, anchors, mode="official").item() == pytest.approx(tensor_mean * k * k / 2, rel=1e-5)
