@@ -281,7 +281,7 @@ def test_fp16_block_path_runs_when_fp16_is_allowed(monkeypatch):
     def fp16_anywhere(use_fp16, force_fp32, device):
         return torch.float16 if use_fp16 and not force_fp32 else torch.float32
 
-    monkeypatch.setattr(stylegan2, "_compute_dtype", fp16_anywhere)
+    monkeypatch.setattr(stylegan2, "_block_dtype", fp16_anywhere)
     seen = {}
 
     def record(key):
