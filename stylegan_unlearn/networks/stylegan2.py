@@ -22,7 +22,7 @@ call keywords `noise_mode`, `force_fp32`, `fused_modconv` and `update_emas`.
 The source of this module is embedded in every network pickle we write and runs wherever such a
 pickle is loaded, so it imports nothing but numpy, torch and `torch_utils`.
 """
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -52,9 +52,9 @@ def _require_choice(what: str, value: str, allowed: Sequence[str]) -> None:
 
 def _resolution_log2(img_resolution: int) -> int:
     """log2 of the image size, which must be a power of two of at least 4."""
-    if not isinstance(img_resolution, int) or img_resolution < 4 or img_resolution & (img_resolution - 1):
+    if not isinstance(img_resolution, (int, np.integer)) or img_resolution < 4 or img_resolution & (img_resolution - 1):
         raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution!r}")
-    return img_resolution.bit_length() - 1
+    return int(img_resolution).bit_length() - 1
 
 
 def _feature_maps(resolution: int, channel_base: int, channel_max: int) -> int:
@@ -226,7 +226,7 @@ def _demodulation(weight: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
     return styles.square().matmul(energy.t()).add(1e-8).rsqrt()
 
 
-def _fp16_safe_operands(weight: torch.Tensor, styles: torch.Tensor):
+def _fp16_safe_operands(weight: torch.Tensor, styles: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Rescale weight and styles so that their product cannot overflow fp16.
 
     Each output channel's kernel is divided by its largest magnitude (and by sqrt(fan_in)), each
@@ -421,16 +421,18 @@ class SynthesisBlock(torch.nn.Module):
         if fused_modconv is None:
             fused_modconv = self._fuse_by_default(dtype, ws)
         styles = iter(ws.unbind(dim=1))
-        x = self._features(x, styles, dtype, dict(fused_modconv=fused_modconv, **layer_kwargs), len(ws))
+        x = self._features(x, styles, dtype, ws.shape[0], dict(fused_modconv=fused_modconv, **layer_kwargs))
         return x, self._image(x, img, styles, fused_modconv)
 
     def _fuse_by_default(self, dtype: torch.dtype, ws: torch.Tensor) -> bool:
-        # Per-sample kernels pay off for inference; training takes the unfused path (as does fp16, except
-        # for single images, where it is the same thing).
+        # Training always scales activations (the unfused form); inference uses per-sample kernels in
+        # float32, and in fp16 only for a single image.
         with misc.suppress_tracer_warnings():
             return not self.training and (dtype == torch.float32 or int(ws.shape[0]) == 1)
 
-    def _features(self, x, styles: Iterator[torch.Tensor], dtype, layer_kwargs, batch: int) -> torch.Tensor:
+    def _features(self, x, styles: Iterator[torch.Tensor], dtype: torch.dtype, batch: int,
+                  layer_kwargs: dict) -> torch.Tensor:
+        """This block's feature maps: from the constant or the previous block's x, through its convolutions."""
         memory_format = _memory_format(self.channels_last and dtype == torch.float16)
         if self.in_channels == 0:
             x = self.const.unsqueeze(0).repeat([batch, 1, 1, 1]).to(dtype=dtype, memory_format=memory_format)
