@@ -5,6 +5,7 @@ setup(
     name="stylegan-unlearn",
     version="0.1.0",
     description="Adapt-then-Unlearn feature unlearning for pretrained StyleGAN2-ADA / StyleGAN3 pkls",
+    license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["stylegan_unlearn", "stylegan_unlearn.*", "torch_utils", "torch_utils.*",
                                     "dnnlib", "dnnlib.*", "training_hooks", "training_hooks.*", "patches"]),

@@ -131,6 +131,27 @@ def test_conditional_networks(signature, stats):
     assert torch.isfinite(stats["Loss/G/repulsion"][0]).all()
 
 
+def test_path_length_penalty_follows_its_definition(stats):
+    G, D = tiny_networks()
+    loss = make_loss("base", "ada", G, D)
+    loss.pl_mean.fill_(0.5)
+    z, c = torch.randn(BATCH, 8), torch.zeros(BATCH, 0)
+    torch.manual_seed(7)
+    G.requires_grad_(True)
+    loss.accumulate_gradients("Greg", torch.zeros(BATCH, 1, 16, 16), c, z, c, True, 1)
+    # Replay the phase's random draws (style mixing and noise inside run_G, then the direction y).
+    torch.manual_seed(7)
+    shrunk = BATCH // loss.pl_batch_shrink
+    img, ws = loss.run_G(z[:shrunk], c[:shrunk])
+    y = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+    (grad_ws,) = torch.autograd.grad((img * y).sum(), ws)
+    lengths = grad_ws.square().sum(dim=2).mean(dim=1).sqrt()
+    expected_mean = 0.5 + loss.pl_decay * (lengths.mean() - 0.5)
+    assert float(loss.pl_mean) == pytest.approx(float(expected_mean), rel=1e-5)
+    assert torch.allclose(stats["Loss/pl_penalty"][0], (lengths - expected_mean).square(), rtol=1e-4)
+    assert torch.allclose(stats["Loss/G/reg"][0], loss.pl_weight * (lengths - expected_mean).square(), rtol=1e-4)
+
+
 def test_ewc_penalty_is_zero_at_theta_G_and_its_gradient_is_lambda_F_delta():
     G, D = tiny_networks()
     loss = make_loss("ewc", "ada", G, D, ewc_lambda=1e6)

@@ -186,6 +186,21 @@ def test_fused_and_unfused_modconv_agree():
     assert torch.allclose(fused, unfused, atol=1e-5)
 
 
+def test_fused_and_unfused_gradients_agree_with_channels_last_weights():
+    # fp16 blocks with fp16_channels_last store their kernels channels-last (the blocks still run in
+    # float32 on CPU); the per-sample grouped convolution must give the same gradients as the unfused form.
+    G = tiny_generator(num_fp16_res=2, fp16_channels_last=True).eval()
+    z = torch.randn(3, 8)
+    grads = []
+    for fused in (True, False):
+        G.zero_grad(set_to_none=True)
+        G(z, None, noise_mode="const", fused_modconv=fused).square().sum().backward()
+        grads.append({name: p.grad.clone() for name, p in G.named_parameters()})
+    for name, fused_grad in grads[0].items():
+        scale = float(grads[1][name].abs().max()) + 1e-12
+        assert float((fused_grad - grads[1][name]).abs().max()) <= 1e-4 * scale, name
+
+
 def test_fp16_blocks_run_in_float32_on_cpu():
     torch.manual_seed(3)
     G = tiny_generator(num_fp16_res=2, conv_clamp=256).eval()
@@ -281,7 +296,7 @@ def test_fp16_block_path_runs_when_fp16_is_allowed(monkeypatch):
     def fp16_anywhere(use_fp16, force_fp32, device):
         return torch.float16 if use_fp16 and not force_fp32 else torch.float32
 
-    monkeypatch.setattr(stylegan2, "_compute_dtype", fp16_anywhere)
+    monkeypatch.setattr(stylegan2, "_block_dtype", fp16_anywhere)
     seen = {}
 
     def record(key):

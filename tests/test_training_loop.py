@@ -10,7 +10,7 @@ import torch
 from stylegan_unlearn.data import write_image_dataset
 from stylegan_unlearn.loop import NonFiniteError, snapshots, training_loop
 from stylegan_unlearn.loop.augment import DiffAugment
-from stylegan_unlearn.loop.training_loop import _lazy_reg_optimizer
+from stylegan_unlearn.loop.training_loop import _ema_decay, _follow_generator, _lazy_reg_optimizer
 from training_hooks import StyleGAN2Loss
 
 
@@ -73,6 +73,26 @@ def test_ema_tracks_generator(data_zip, tmp_path):
         data = pickle.load(f)
     for (name, p), p_ema in zip(data["G"].named_parameters(), data["G_ema"].parameters()):
         assert torch.equal(p, p_ema), name
+
+
+def test_ema_decay_has_the_requested_half_life_and_ramps_up():
+    decay = _ema_decay(batch_size=4, cur_nimg=10 ** 6, ema_kimg=0.04, ema_rampup=None)
+    assert decay ** (40 / 4) == pytest.approx(0.5)             # 40 images halve the old weights
+    assert _ema_decay(4, 100, 10.0, 0.05) == pytest.approx(0.5 ** (4 / 5))  # ramp-up: half-life 5 images
+    assert _ema_decay(4, 10 ** 9, 0.04, 0.05) == pytest.approx(decay)       # ... until ema_kimg is reached
+    assert _ema_decay(4, 0, 10.0, 0.05) == 0.0                 # nothing seen yet: G_ema copies G
+
+
+def test_follow_generator_averages_parameters_and_copies_buffers():
+    G, G_ema = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        for p, p_ema in zip(G.parameters(), G_ema.parameters()):
+            p.fill_(1.0)
+            p_ema.fill_(-1.0)
+        G.running_mean.fill_(5.0)
+    _follow_generator(G_ema, G, decay=0.25)
+    assert all(torch.allclose(p, torch.full_like(p, 0.5)) for p in G_ema.parameters())  # 0.25 * -1 + 0.75 * 1
+    assert torch.equal(G_ema.running_mean, G.running_mean)
 
 
 def test_lazy_regularisation_rescales_optimizer():

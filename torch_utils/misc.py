@@ -208,21 +208,27 @@ def ddp_sync(module: torch.nn.Module, sync: bool) -> Iterator[None]:
 def check_ddp_consistency(module: torch.nn.Module, ignore_regex: Optional[str] = None) -> None:
     """Assert every parameter/buffer equals rank 0's copy (NaNs compare equal).
 
-    Tensors whose `<ClassName>.<name>` fully matches `ignore_regex` are skipped.
+    Tensors whose `<ClassName>.<name>` fully matches `ignore_regex` are skipped. Every rank must
+    call this with the same module layout: each checked tensor costs one broadcast from rank 0.
     """
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"expected a torch.nn.Module, got {type(module).__name__}")
+    owner = type(module).__name__
     for name, tensor in named_params_and_buffers(module):
-        fullname = type(module).__name__ + "." + name
-        if ignore_regex is not None and re.fullmatch(ignore_regex, fullname):
+        label = f"{owner}.{name}"
+        if ignore_regex is not None and re.fullmatch(ignore_regex, label):
             continue
-        tensor = tensor.detach()
-        if tensor.is_floating_point():
-            tensor = nan_to_num(tensor)
-        other = tensor.clone()
-        torch.distributed.broadcast(tensor=other, src=0)
-        if not (tensor == other).all():
-            raise AssertionError(f"{fullname} differs from rank 0")
+        mine = _comparable(tensor)
+        from_rank0 = mine.clone()
+        torch.distributed.broadcast(tensor=from_rank0, src=0)
+        if not torch.equal(mine, from_rank0):
+            raise AssertionError(f"{label} differs from rank 0")
+
+
+def _comparable(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` detached, with NaN and infinities replaced by numbers so that equal tensors compare equal."""
+    tensor = tensor.detach()
+    return nan_to_num(tensor) if tensor.is_floating_point() else tensor
 
 
 # ---------------------------------------------------------------------------------------------

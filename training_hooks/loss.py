@@ -125,25 +125,37 @@ class _StyleGAN2LossPhases:
             loss.mul(gain).backward()
 
     def _path_length(self, gen_z, gen_c, sync, gain, ddp_zero_terms) -> None:
+        """Path-length regularisation: penalise how far each sample's path length strays from its running mean."""
         with torch.autograd.profiler.record_function("Gpl_forward"):
-            batch_size = max(1, gen_z.shape[0] // self.pl_batch_shrink)
-            gen_img, gen_ws = self.run_G(gen_z[:batch_size], gen_c[:batch_size], sync=sync)
-            pl_noise = torch.randn_like(gen_img) / np.sqrt(gen_img.shape[2] * gen_img.shape[3])
-            no_weight_grads = conv2d_gradfix.no_weight_gradients() if self.pl_no_weight_grad else contextlib.nullcontext()
-            with torch.autograd.profiler.record_function("pl_grads"), no_weight_grads:
-                pl_grads = torch.autograd.grad(outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws],
-                                               create_graph=True, only_inputs=True)[0]
-            pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()
-            pl_mean = self.pl_mean.lerp(pl_lengths.mean(), self.pl_decay)
-            self.pl_mean.copy_(pl_mean.detach())
-            pl_penalty = (pl_lengths - pl_mean).square()
-            training_stats.report("Loss/pl_penalty", pl_penalty)
-            loss_Gpl = pl_penalty * self.pl_weight
-            training_stats.report("Loss/G/reg", loss_Gpl)
+            shrunk = max(1, gen_z.shape[0] // self.pl_batch_shrink)
+            images, ws = self.run_G(gen_z[:shrunk], gen_c[:shrunk], sync=sync)
+            lengths = self._path_lengths(images, ws)
+            penalty = (lengths - self._follow_pl_mean(lengths)).square()
+            training_stats.report("Loss/pl_penalty", penalty)
+            weighted = penalty * self.pl_weight
+            training_stats.report("Loss/G/reg", weighted)
             if ddp_zero_terms:  # ties every output to the graph so DDP sees all parameters used
-                loss_Gpl = gen_img[:, 0, 0, 0] * 0 + loss_Gpl
+                weighted = weighted + images[:, 0, 0, 0] * 0
         with torch.autograd.profiler.record_function("Gpl_backward"):
-            loss_Gpl.mean().mul(gain).backward()
+            weighted.mean().mul(gain).backward()
+
+    def _path_lengths(self, images: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+        """|J_w^T y| per sample for a random image-space direction y, as a differentiable graph.
+
+        y is Gaussian, scaled by 1/sqrt(pixels) so that the length does not grow with the image
+        size; the squared gradient is summed over each w's features and averaged over the ws.
+        """
+        direction = torch.randn_like(images) / np.sqrt(images.shape[2] * images.shape[3])
+        skip_weights = conv2d_gradfix.no_weight_gradients() if self.pl_no_weight_grad else contextlib.nullcontext()
+        with torch.autograd.profiler.record_function("pl_grads"), skip_weights:
+            (grad_ws,) = torch.autograd.grad(outputs=[(images * direction).sum()], inputs=[ws], create_graph=True)
+        return grad_ws.square().sum(dim=2).mean(dim=1).sqrt()
+
+    def _follow_pl_mean(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Move the running mean length `pl_decay` of the way to this batch's mean and return it (in the graph)."""
+        moved = self.pl_mean.lerp(lengths.mean(), self.pl_decay)
+        self.pl_mean.copy_(moved.detach())
+        return moved
 
     def _discriminator_fake(self, gen_z, gen_c, gain, blur_sigma) -> torch.Tensor:
         with torch.autograd.profiler.record_function("Dgen_forward"):

@@ -120,6 +120,27 @@ def _sync_and_check_grads(module: torch.nn.Module, num_gpus: int, phase: str, cu
             offset += p.numel()
 
 
+def _ema_decay(batch_size: int, cur_nimg: int, ema_kimg: float, ema_rampup: Optional[float]) -> float:
+    """Per-step decay of G_ema for a half-life of `ema_kimg` thousand images.
+
+    With `ema_rampup`, the half-life is at most that fraction of the images seen so far, so that
+    early in training the average does not drag along the random initial weights.
+    """
+    half_life = ema_kimg * 1000
+    if ema_rampup is not None:
+        half_life = min(half_life, ema_rampup * cur_nimg)
+    return 0.5 ** (batch_size / max(half_life, 1e-8))
+
+
+@torch.no_grad()
+def _follow_generator(G_ema: torch.nn.Module, G: torch.nn.Module, decay: float) -> None:
+    """Move every G_ema parameter towards G's, keeping `decay` of its own value; copy the buffers outright."""
+    for averaged, current in zip(G_ema.parameters(), G.parameters()):
+        averaged.copy_(torch.lerp(current, averaged, decay))
+    for averaged, current in zip(G_ema.buffers(), G.buffers()):
+        averaged.copy_(current)
+
+
 def _check_params_finite(modules: Dict[str, torch.nn.Module], cur_nimg: int) -> None:
     for name, module in modules.items():
         flat = torch.cat([p.detach().flatten() for p in module.parameters()])
@@ -418,16 +439,7 @@ def training_loop(
                 phase.opt.step()
                 training_stats.report0("Timing/" + phase.name, (time.perf_counter() - phase_start) * 1000)
 
-            # G EMA.
-            ema_nimg = ema_kimg * 1000
-            if ema_rampup is not None:
-                ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
-            ema_beta = 0.5 ** (batch_size / max(ema_nimg, 1e-8))
-            with torch.no_grad():
-                for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                    p_ema.copy_(p.lerp(p_ema, ema_beta))
-                for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-                    b_ema.copy_(b)
+            _follow_generator(G_ema, G, _ema_decay(batch_size, cur_nimg, ema_kimg, ema_rampup))
 
             cur_nimg += batch_size
             batch_idx += 1
