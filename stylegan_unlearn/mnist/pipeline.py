@@ -42,6 +42,8 @@ class Settings:
     digit: int = 8
     collect_seeds: str = "0-999"
     eval_seeds: str = "100000-100999"
+    k: int = 1  # adapted models θ_N^1..K, each adapted to its own disjoint negatives
+    negatives_per_model: Optional[int] = None  # default: all negatives found, split evenly over the K models
     adapt_kimg: float = 2.0
     unlearn_kimg: float = 3.0
     batch: int = 16
@@ -61,6 +63,8 @@ class Settings:
             raise click.BadParameter(f"the digit must be between 0 and 9, got {self.digit}")
         if self.adapt_kimg <= 0 or self.unlearn_kimg <= 0 or self.batch < 1:
             raise click.BadParameter("kimg values must be positive and the batch at least 1")
+        if self.k < 1:
+            raise click.BadParameter(f"the number of adapted models must be at least 1, got {self.k}")
 
 
 def check_assets(network: Optional[str] = None) -> str:
@@ -89,9 +93,12 @@ def _cli(command: click.Command, args: Sequence) -> None:
 def collect(network: str, settings: Settings, outdir: str) -> Dict:
     """`stylegan-unlearn collect` with the judge; returns collect.json (negatives = the digit)."""
     from stylegan_unlearn.samples import collect_command
+    splits = ["--splits", settings.k]
+    if settings.negatives_per_model is not None:
+        splits += ["--negatives-per-split", settings.negatives_per_model]
     _cli(collect_command, ["--network", network, "--seeds", settings.collect_seeds, "--classifier", BUNDLED_JUDGE,
                            "--target-class", settings.digit, "--outdir", outdir, "--device", "cpu",
-                           "--batch", 100])
+                           "--batch", 100, *splits])
     with open(os.path.join(outdir, "collect.json")) as f:
         summary = json.load(f)
     if not summary["negatives"]["count"]:
@@ -142,6 +149,11 @@ def _common_train_args(settings: Settings, kimg: float) -> List:
             *settings.extra_train_args]
 
 
+def negatives_split(samples_dir: str, index: int) -> str:
+    """The negatives of adapted model `index` (0-based), written by `collect` with `--splits`."""
+    return os.path.join(samples_dir, f"negatives-{index + 1}.zip")
+
+
 def adapt(network: str, negatives_zip: str, settings: Settings, outdir: str, index: int = 0, log=None) -> str:
     """Stage 1: one EWC-adapted model θ_N (seed offset by `index`, so K models differ)."""
     args = ["--data", negatives_zip, "--resume", network, "--fisher-samples", settings.fisher_samples,
@@ -170,6 +182,31 @@ def extrapolate(network: str, adapted: Sequence[str], settings: Settings, outdir
     for path in adapted:
         args += ["--adapted", path]
     return train("extrapolate", outdir, args, settings, log)
+
+
+LOW_ADAPTED_SHARE = 0.6  # θ_N should make mostly the digit; below this Stage 2 has little to repel from
+
+
+def adapted_share(path: str, digit: int, num_samples: int = 1000) -> float:
+    """Share of `digit` (judge arg-max) among `num_samples` fixed-seed samples of a network's G_ema."""
+    from stylegan_unlearn.loop.snapshots import load_resume_pkl
+    from stylegan_unlearn.mnist.coverage import digit_shares, generator_digits, judge_outputs
+    from stylegan_unlearn.mnist.judge import load_judge
+    G = load_resume_pkl(path)["G_ema"]
+    predictions = judge_outputs(load_judge(), generator_digits(G, range(200000, 200000 + num_samples)))["pred"]
+    return float(digit_shares(predictions)[digit])
+
+
+def check_adapted(paths: Sequence[str], digit: int, log) -> List[float]:
+    """Print each θ_N's share of the digit and warn when one makes too few of them."""
+    shares = [adapted_share(path, digit) for path in paths]
+    for index, share in enumerate(shares):
+        note = ""
+        if share < LOW_ADAPTED_SHARE:
+            note = (f"  warning: below {LOW_ADAPTED_SHARE:.0%}; Stage 1 did not adapt well (longer --adapt-kimg, "
+                    "fewer negatives per model or a lower EWC lambda help)")
+        log(f"  θ_N{index + 1}: {share:.1%} of its samples are {digit}s{note}")
+    return shares
 
 
 def evaluate(networks: Sequence[tuple], settings: Settings, reference: str, out: str) -> Dict:

