@@ -13,8 +13,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def main() -> None:
     for flavour in FLAVOURS:
         path = os.path.join(HERE, diff_filename(flavour))
-        with open(path, "w", encoding="utf-8") as f:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(unified_diff(flavour))
+        os.replace(tmp, path)  # complete or absent
         print(f"wrote {path}")
 
 

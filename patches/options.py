@@ -1,12 +1,18 @@
 """The unlearning options added to a reference `train.py`, and how they turn into loss plugin kwargs.
 
 This module is imported at run time by a patched reference `train.py` (see `patches.patcher`), so it
-depends only on click and the standard library. The option table below is the single definition
-used both to write the patch blocks and to read the options back.
+depends only on click and the standard library at import time (torch and the pkl loader are imported
+only to check the networks of an adapt/unlearn run). The option table below is the single definition
+used both to write the patch blocks and to read the options back; the stage defaults come from the
+one recipe table, `stylegan_unlearn.recipe`, through `patches.recipe_args`.
 """
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+import os
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
 import click
+
+from patches.recipe_args import apply_recipe, use_float_betas
+from stylegan_unlearn.cliutil import options_given
 
 MODES = ("train", "adapt", "unlearn")
 
@@ -93,17 +99,45 @@ def loss_overrides(opts: Mapping[str, Any], flavour: str) -> Dict[str, Any]:
     return kwargs
 
 
-def apply_unlearning_options(args: Any, desc: str, opts: Mapping[str, Any], flavour: str) -> str:
-    """Edit the reference run options in place (`args.loss_kwargs`) and return the run description.
+def _check_networks(resume: str, adapted: Sequence[str]) -> None:
+    """The --resume network exists and every --adapted one has its architecture (before anything is written)."""
+    from stylegan_unlearn.architecture import check_adapted_networks  # imported late: needs torch
+    try:
+        check_adapted_networks(resume, adapted)
+    except (ValueError, OSError) as err:
+        raise click.UsageError(str(err)) from None
 
-    `args` is the reference `EasyDict` of training-loop kwargs (ADA `args`, StyleGAN3 `c`); adapt and
-    unlearn start from the `--resume` network, which is therefore required.
+
+def _local_path(path: str) -> str:
+    return os.path.abspath(path) if os.path.isfile(path) else path
+
+
+def _option_names(ctx: Optional[click.Context], opts: Mapping[str, Any]) -> Set[str]:
+    return {p.name for p in ctx.command.params} if ctx is not None else set(opts)
+
+
+def apply_unlearning_options(args: Any, desc: str, opts: Mapping[str, Any], flavour: str) -> str:
+    """Edit the reference run options in place and return the run description.
+
+    `args` is the reference `EasyDict` of training-loop kwargs (ADA `args`, StyleGAN3 `c`) and `opts`
+    every command-line value. In every mode the Adam betas become floats. For adapt and unlearn, which
+    start from the `--resume` network (so it is required): the loss plugin and its kwargs, G started at
+    the pkl's G_ema (`start_from`), and the official recipe wherever the user gave no value, each
+    choice printed with its reason.
     """
+    use_float_betas(args)
     overrides = loss_overrides(opts, flavour)
     if not overrides:
         return desc
     mode = opts["mode"]
-    if not args.get("resume_pkl"):
+    resume = args.get("resume_pkl")
+    if not resume:
         raise click.UsageError(f"--mode={mode} starts from a pretrained network: pass it with --resume PKL")
+    _check_networks(str(resume), overrides.get("adapted", []))
     args.loss_kwargs.update(overrides)
+    args.loss_kwargs["start_from"] = _local_path(str(resume))
+    ctx = click.get_current_context(silent=True)
+    given = options_given(opts, ctx)
+    for line in apply_recipe(args, mode, opts, _option_names(ctx, opts), given):
+        click.echo(line)
     return f"{desc}-{mode}"

@@ -54,7 +54,7 @@ def _flavours() -> Tuple[Flavour, ...]:
                 "unlearn_opts = pop_unlearning_options(config_kwargs)",
             )),
             Insertion("loss", "        run_desc, args = setup_training_loop_kwargs(**config_kwargs)", "after", (
-                "run_desc = apply_unlearning_options(args, run_desc, unlearn_opts, flavour='ada')",
+                "run_desc = apply_unlearning_options(args, run_desc, dict(config_kwargs, **unlearn_opts), flavour='ada')",
             )),
         ),
     )

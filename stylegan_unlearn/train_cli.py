@@ -8,20 +8,24 @@ Modes:
                   away from the `--adapted` networks (`training_hooks.RepulsionLoss`).
 * `extrapolate` — the parameter-space baseline θ_G + γ(θ_G − mean θ_N); no training, writes one pkl.
 
-adapt/unlearn/extrapolate start from `--resume` and take the G/D architecture from that pkl; their
-defaults are the official Adapt-then-Unlearn code's settings (batch 16, lr 0.002, R1 γ 10, path length 2,
-style mixing 0.9, EMA decay 0.5^(32/10000) per step, no augmentation; adapt 2000 iterations = 32 kimg,
-unlearn 1000 iterations = 16 kimg). Small-network knobs for tiny models and MNIST: `--cbase`, `--cmax`,
-`--map`, `--zdim`, `--wdim`, `--mbstd-group` (train mode only).
+adapt/unlearn/extrapolate start from `--resume` and take the G/D architecture from that pkl; adapt and
+unlearn start G at its G_ema. Where the user gave no value they follow the official Adapt-then-Unlearn
+recipe, the one table `stylegan_unlearn.recipe` that the patched reference train.py reads too (batch 16,
+lr 0.002, R1 γ 10, path length 2, style mixing 0.9, EMA decay 0.5^(32/10000) per step, no augmentation;
+adapt 2000 iterations = 32 kimg, unlearn 1000 iterations = 16 kimg), and the run prints each choice.
+Small-network knobs for tiny models and MNIST: `--cbase`, `--cmax`, `--map`, `--zdim`, `--wdim`,
+`--mbstd-group` (train mode only).
 """
 import json
 import os
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import click
 
 import dnnlib
+from stylegan_unlearn import recipe
+from stylegan_unlearn.cliutil import options_given
 
 MODES = ("train", "adapt", "unlearn", "extrapolate")
 CFG_SPECS = {
@@ -33,9 +37,7 @@ CFG_SPECS = {
     "paper1024": (8,   25000,  32,  4,   1,      0.002,  2,     10,  None, 8),
     "cifar":     (2,   100000, 64,  32,  1,      0.0025, 0.01,  500, 0.05, 2),
 }
-# The official Adapt-then-Unlearn settings (stylegan2-pytorch-based code), as `--mode=adapt/unlearn` defaults.
-OFFICIAL = dict(batch=16, lr=0.002, gamma=10, pl_weight=2, style_mixing_prob=0.9, G_reg_interval=4,
-                D_reg_interval=16, kimg=dict(adapt=32, unlearn=16), tick=1.6, snap=dict(adapt=10, unlearn=5))
+REFERENCE_REG_INTERVALS = (4, 16)  # the reference train.py's G / D lazy-regularisation intervals (train mode)
 GENERATOR_CLASS = "stylegan_unlearn.networks.stylegan2.Generator"
 DISCRIMINATOR_CLASS = "stylegan_unlearn.networks.stylegan2.Discriminator"
 AUGMENT_CLASS = "stylegan_unlearn.loop.augment.DiffAugment"
@@ -95,6 +97,28 @@ def _cfg_spec(cfg: str, gpus: int, resolution: int) -> dnnlib.EasyDict:
     return spec
 
 
+def _recipe_decisions(opts: dnnlib.EasyDict) -> List[recipe.Decision]:
+    """adapt/unlearn: each official-recipe setting for this run, the user's value where one was given."""
+    values = {entry.name: opts.get(entry.name) for entry in recipe.RECIPE}
+    return recipe.decide(opts.mode, values, options_given(values))
+
+
+def _stage_settings(opts: dnnlib.EasyDict) -> Dict[str, Any]:
+    """Recipe name -> value for adapt/unlearn runs; empty for the other modes."""
+    if opts.mode not in recipe.STAGES:
+        return {}
+    return {d.setting.name: d.value for d in _recipe_decisions(opts)}
+
+
+def recipe_report(opts: dnnlib.EasyDict) -> List[str]:
+    """The lines an adapt/unlearn run prints about what it took from the official recipe, and why."""
+    if opts.mode not in recipe.STAGES:
+        return []
+    ctx = click.get_current_context(silent=True)
+    names = {p.name for p in ctx.command.params} if ctx is not None else set(opts)
+    return recipe.report_lines(opts.mode, _recipe_decisions(opts), names)
+
+
 def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     """Turn the command-line options into (run description, `training_loop` kwargs). Raises UserError."""
     from stylegan_unlearn.data import ImageDataset, check_dataset_matches_network
@@ -124,6 +148,9 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
         if not os.path.isfile(opts.resume):
             raise UserError(f"--resume network '{opts.resume}' does not exist; pass the path of a network pkl")
         resume = snapshots.load_resume_pkl(opts.resume)
+    if opts.adapted:
+        from stylegan_unlearn.architecture import check_adapted_networks
+        check_adapted_networks(opts.resume, opts.adapted, resume_G=resume["G"])
 
     # Dataset.
     if mode == "extrapolate":
@@ -162,9 +189,11 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
 
     args.data_loader_kwargs = dnnlib.EasyDict(pin_memory=True, num_workers=opts.workers, prefetch_factor=2)
     args.random_seed = opts.seed
-    args.metrics = [] if opts.metrics in (None, "", "none") else [m.strip() for m in opts.metrics.split(",")]
+    stage = _stage_settings(opts)
+    metrics = stage.get("metrics", opts.metrics)
+    args.metrics = [] if metrics in (None, "", "none") else [m.strip() for m in metrics.split(",")]
     args.anchor_to_start = mode == "adapt"
-    args.resume_G_from = "G_ema" if mode == "adapt" else "G"
+    args.resume_G_from = "G_ema" if mode in recipe.STAGES else "G"
 
     # Networks and hyper-parameters.
     fp32 = opts.fp32
@@ -188,7 +217,8 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
                 raise UserError(f"--{option} cannot change the architecture of the --resume network; drop it")
     if mode == "train":
         spec = _cfg_spec(opts.cfg, gpus, dataset.resolution)
-        batch, batch_gpu_default, kimg, gamma, lr = spec.mb, spec.mb // spec.ref_gpus, spec.kimg, spec.gamma, spec.lrate
+        batch, batch_gpu_default, kimg, gamma = spec.mb, spec.mb // spec.ref_gpus, spec.kimg, spec.gamma
+        lr_G = lr_D = spec.lrate
         ema_kimg, ema_rampup = spec.ema, spec.ramp
         tick, snap = 4, 50
         style_mixing, pl_weight = (0, 0) if opts.cfg == "cifar" else (0.9, 2)
@@ -210,12 +240,11 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
                 _set_fp32(args.D_kwargs, generator=False)
         desc += f"-{opts.cfg}" + (str(gpus) if opts.cfg == "auto" else "")
     else:
-        batch = OFFICIAL["batch"]
-        batch_gpu_default = None
-        kimg, gamma, lr = OFFICIAL["kimg"][mode], OFFICIAL["gamma"], OFFICIAL["lr"]
+        batch, batch_gpu_default, kimg, gamma = stage["batch"], None, stage["kimg"], stage["gamma"]
+        lr_G, lr_D = stage["glr"], stage["dlr"]
         ema_kimg, ema_rampup = None, None
-        tick, snap = OFFICIAL["tick"], OFFICIAL["snap"][mode]
-        style_mixing, pl_weight = OFFICIAL["style_mixing_prob"], OFFICIAL["pl_weight"]
+        tick, snap = stage["tick"], stage["snap"]
+        style_mixing, pl_weight = stage["style_mixing"], stage["pl_weight"]
     if opts.freezed:
         args.D_kwargs.setdefault("block_kwargs", {})["freeze_layers"] = opts.freezed
         desc += f"-freezed{opts.freezed}"
@@ -229,8 +258,8 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     args.batch_gpu = opts.batch_gpu or batch_gpu_default or batch // gpus
     if args.batch_size % (args.batch_gpu * gpus) != 0:
         raise UserError(f"--batch={batch} must be a multiple of --batch-gpu x --gpus = {args.batch_gpu} x {gpus}")
-    if mode != "train":
-        ema_kimg = args.batch_size * 10 / 32  # official: decay 0.5^(32/10000) per step at batch 16
+    if stage:
+        ema_kimg = stage["ema_kimg"]  # the official per-step decay at this run's batch
     if opts.get("ema_kimg") is not None:
         ema_kimg = opts.ema_kimg
     if opts.get("pl_weight") is not None:
@@ -238,11 +267,12 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     if opts.get("style_mixing") is not None:
         style_mixing = opts.style_mixing
     args.ema_kimg, args.ema_rampup = ema_kimg, (None if resume is not None else ema_rampup)
-    args.G_reg_interval, args.D_reg_interval = OFFICIAL["G_reg_interval"], OFFICIAL["D_reg_interval"]
-    glr = opts.glr if opts.glr is not None else lr
-    dlr = opts.dlr if opts.dlr is not None else lr
-    args.G_opt_kwargs = dnnlib.EasyDict(class_name="torch.optim.Adam", lr=glr, betas=[0, 0.99], eps=1e-8)
-    args.D_opt_kwargs = dnnlib.EasyDict(class_name="torch.optim.Adam", lr=dlr, betas=[0, 0.99], eps=1e-8)
+    args.G_reg_interval, args.D_reg_interval = \
+        (stage["G_reg_interval"], stage["D_reg_interval"]) if stage else REFERENCE_REG_INTERVALS
+    glr = opts.glr if opts.glr is not None else lr_G
+    dlr = opts.dlr if opts.dlr is not None else lr_D
+    args.G_opt_kwargs = dnnlib.EasyDict(class_name="torch.optim.Adam", lr=glr, betas=[0.0, 0.99], eps=1e-8)
+    args.D_opt_kwargs = dnnlib.EasyDict(class_name="torch.optim.Adam", lr=dlr, betas=[0.0, 0.99], eps=1e-8)
     if opts.gamma is not None:
         gamma = opts.gamma
         desc += f"-gamma{gamma:g}"
@@ -277,15 +307,16 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     args.augment_kwargs = None
     args.augment_p = 0
     args.ada_target = None
-    if opts.aug != "noaug":
+    aug = stage.get("aug", opts.aug)
+    if aug != "noaug":
         names = [n.strip() for n in opts.augpipe.split(",") if n.strip()]
         unknown = [n for n in names if n not in AUGPIPE_CHOICES]
         if unknown or not names:
             raise UserError(f"--augpipe takes a comma list of {', '.join(AUGPIPE_CHOICES)}; got '{opts.augpipe}'")
         args.augment_kwargs = dnnlib.EasyDict(class_name=AUGMENT_CLASS, **{n: 0 for n in AUGPIPE_CHOICES})
         args.augment_kwargs.update({n: 1 for n in names})
-        desc += f"-{opts.aug}"
-        if opts.aug == "fixed":
+        desc += f"-{aug}"
+        if aug == "fixed":
             if opts.p is None:
                 raise UserError("--aug=fixed needs --p (the augmentation probability)")
             args.augment_p = opts.p
@@ -318,6 +349,11 @@ def _run_extrapolate(args: dnnlib.EasyDict, run_dir: str) -> str:
     path = os.path.join(run_dir, f"extrapolated-gamma{args.extrapolate_gamma:g}.pkl")
     save_network_pkl(path, result)
     return path
+
+
+def _print_recipe(opts: dnnlib.EasyDict) -> None:
+    for line in recipe_report(opts):
+        print(line)
 
 
 def _print_dry_run(run_dir: str, args: dnnlib.EasyDict) -> None:
@@ -367,11 +403,13 @@ def run_training(opts: dnnlib.EasyDict) -> str:
 
     if opts.dry_run:
         if rank == 0:
+            _print_recipe(opts)
             _print_dry_run(run_dir, args)
             print("Dry run; exiting.")
         return run_dir
 
     if rank == 0:
+        _print_recipe(opts)
         _print_dry_run(run_dir, args)
         print("Creating output directory...")
         os.makedirs(run_dir, exist_ok=False)
@@ -473,11 +511,11 @@ def train_command(**kwargs) -> None:
       python train.py --mode=unlearn --outdir=runs --data=positives.zip --resume=pretrained.pkl \\
           --adapted=runs/00000-adapt-.../network-snapshot-000032.pkl
     \b
-    Defaults of adapt/unlearn (the official code's settings): batch 16, lr 0.002, gamma 10,
-    path-length weight 2, style mixing 0.9, EMA 5 kimg at batch 16, no augmentation;
-    adapt: 32 kimg (2000 steps), EWC on synthesis layers, λ 5e8, 32 Fisher samples, starts
-    from the pkl's G_ema; unlearn: 16 kimg (1000 steps), repulsion on all G parameters with
-    the tensor-mean distance, starts from the pkl's G. Both take the architecture from
+    Defaults of adapt/unlearn (the official recipe, printed by each run): batch 16, lr 0.002,
+    gamma 10, path-length weight 2, style mixing 0.9, EMA 5 kimg at batch 16, no augmentation,
+    both start from the pkl's G_ema; adapt: 32 kimg (2000 steps), EWC on synthesis layers,
+    λ 5e8, 32 Fisher samples; unlearn: 16 kimg (1000 steps), repulsion on all G parameters with
+    the tensor-mean distance. Both take the architecture from
     --resume; --resume on a snapshot of the same kind of run (same loss and data) with its
     .resume.pt sidecar continues that run (kimg, optimizers, EMA, augmentation).
     """

@@ -11,8 +11,20 @@ from click.testing import CliRunner
 from patches import options, patcher
 from patches.make_diffs import HERE as PATCHES_DIR
 from standin_checkouts import ADA_TRAIN_PY, SG3_TRAIN_PY
+from tiny_pkls import write_adapted, write_pretrained
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SG3_REQUIRED = ("--cfg", "stylegan2", "--gpus", "1", "--batch", "16", "--gamma", "1")
+
+
+@pytest.fixture(scope="module")
+def pkls(tmp_path_factory):
+    """pre.pkl (θ_G), A.pkl and B.pkl (two adapted θ_N) in one folder."""
+    root = tmp_path_factory.mktemp("pkls")
+    pre = write_pretrained(root / "pre.pkl")
+    write_adapted(root / "A.pkl", pre, seed=1)
+    write_adapted(root / "B.pkl", pre, seed=2)
+    return root
 
 
 def _checkout(tmp_path, text, name="checkout"):
@@ -61,27 +73,29 @@ def test_patched_lines_keep_the_file_newline_style(tmp_path):
     assert data.count(b"\n") == data.count(b"\r\n")
 
 
-def test_ada_dry_run_names_repulsion_loss_with_its_arguments(tmp_path):
+def test_ada_dry_run_names_repulsion_loss_with_its_arguments(tmp_path, pkls):
     root = _checkout(tmp_path, ADA_TRAIN_PY)
     (root / "data.zip").write_bytes(b"stand-in")
     patcher.patch_file(str(root))
-    proc = _dry_run(root, "--outdir", "runs", "--data", "data.zip", "--resume", "pre.pkl", "--mode=unlearn",
-                    "--adapted", "A.pkl", "--adapted", "B.pkl", "--repulsion", "el2", "--alpha", "0.5",
-                    "--repulsion-weight", "100", "--distance", "l2", "--params", "all")
+    proc = _dry_run(root, "--outdir", "runs", "--data", "data.zip", "--resume", str(pkls / "pre.pkl"),
+                    "--mode=unlearn", "--adapted", str(pkls / "A.pkl"), "--adapted", str(pkls / "B.pkl"),
+                    "--repulsion", "el2", "--alpha", "0.5", "--repulsion-weight", "100", "--distance", "l2",
+                    "--params", "all")
     assert proc.returncode == 0, proc.stderr
     opts = _options_json(proc.stdout)
     assert opts["loss_kwargs"] == {"class_name": "training_hooks.RepulsionLoss", "r1_gamma": 10.0,
-                                   "adapted": ["A.pkl", "B.pkl"], "repulsion": "el2", "repulsion_weight": 100.0,
-                                   "alpha": 0.5, "distance": "l2", "params": "all"}
+                                   "adapted": [str(pkls / "A.pkl"), str(pkls / "B.pkl")], "repulsion": "el2",
+                                   "repulsion_weight": 100.0, "alpha": 0.5, "distance": "l2", "params": "all",
+                                   "start_from": str(pkls / "pre.pkl"), "style_mixing_prob": 0.9, "pl_weight": 2.0}
     assert opts["run_dir"].endswith("-resumecustom-unlearn")
 
 
-def test_ada_dry_run_adapt_and_plain_train(tmp_path):
+def test_ada_dry_run_adapt_and_plain_train(tmp_path, pkls):
     root = _checkout(tmp_path, ADA_TRAIN_PY)
     (root / "data.zip").write_bytes(b"stand-in")
     patcher.patch_file(str(root))
-    proc = _dry_run(root, "--outdir", "runs", "--data", "data.zip", "--resume", "pre.pkl", "--mode", "adapt",
-                    "--ewc-lambda", "1e8", "--fisher-samples", "16")
+    proc = _dry_run(root, "--outdir", "runs", "--data", "data.zip", "--resume", str(pkls / "pre.pkl"),
+                    "--mode", "adapt", "--ewc-lambda", "1e8", "--fisher-samples", "16")
     opts = _options_json(proc.stdout)
     assert opts["loss_kwargs"]["class_name"] == "training_hooks.EWCLoss"
     assert opts["loss_kwargs"]["ewc_lambda"] == 1e8 and opts["loss_kwargs"]["fisher_samples"] == 16
@@ -91,15 +105,16 @@ def test_ada_dry_run_adapt_and_plain_train(tmp_path):
     assert not opts["run_dir"].endswith("-train")
 
 
-def test_sg3_dry_run_names_sg3_plugin(tmp_path):
+def test_sg3_dry_run_names_sg3_plugin(tmp_path, pkls):
     root = _checkout(tmp_path, SG3_TRAIN_PY)
     patcher.patch_file(str(root))
-    proc = _dry_run(root, "--outdir", "runs", "--cfg", "stylegan2", "--data", "d.zip", "--gamma", "1",
-                    "--resume", "pre.pkl", "--mode", "unlearn", "--adapted", "A.pkl")
+    proc = _dry_run(root, "--outdir", "runs", *SG3_REQUIRED, "--data", "d.zip", "--resume", str(pkls / "pre.pkl"),
+                    "--mode", "unlearn", "--adapted", str(pkls / "A.pkl"))
     assert proc.returncode == 0, proc.stderr
     opts = _options_json(proc.stdout)
     assert opts["loss_kwargs"] == {"class_name": "training_hooks.sg3.RepulsionLoss", "r1_gamma": 1.0,
-                                   "adapted": ["A.pkl"]}
+                                   "adapted": [str(pkls / "A.pkl")], "start_from": str(pkls / "pre.pkl"),
+                                   "style_mixing_prob": 0.9, "pl_weight": 2.0, "pl_no_weight_grad": True}
     assert opts["run_dir"].endswith("-unlearn")
 
 

@@ -102,9 +102,9 @@ def test_adapt_moves_towards_negatives_then_unlearn_repels(data, pretrained, ada
                        "--repulsion-weight", "0")
     options = json.loads((repelled / "training_options.json").read_text())
     assert options["loss_kwargs"]["adapted"] == [str(adapted)] and options["loss_kwargs"]["params"] == "all"
-    assert options["resume_G_from"] == "G"
+    assert options["resume_G_from"] == "G_ema"  # unlearning starts at θ_G's G_ema, as under the reference loops
 
-    d_start = sq_distance(theta_G["G"], theta_N)
+    d_start = sq_distance(theta_G["G_ema"], theta_N)
     d_repelled = sq_distance(load(repelled / "network-snapshot-000000.pkl")["G"], theta_N)
     d_control = sq_distance(load(control / "network-snapshot-000000.pkl")["G"], theta_N)
     assert d_repelled > d_start and d_repelled > d_control
@@ -150,6 +150,31 @@ def test_dry_run_shows_official_defaults_and_writes_nothing(data, pretrained, tm
     assert options["loss_kwargs"]["style_mixing_prob"] == 0.9 and options["augment_kwargs"] is None
     assert options["G_kwargs"]["z_dim"] == 16  # architecture from the pkl, not from --cfg
     assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_prints_each_recipe_choice_and_a_note_against_the_mode(data, pretrained, tmp_path):
+    from stylegan_unlearn import recipe
+    result = invoke(["--mode", "adapt", "--outdir", tmp_path / "out", "--data", data / "negatives.zip",
+                     "--resume", pretrained, "--kimg", "8", "--aug", "ada", "-n"])
+    head = result.output.split("Training options:")[0]
+    lines = [line for line in head.splitlines() if line.startswith("  ") and " = " in line]
+    assert [line.split(" = ")[0].strip() for line in lines] == [s.name for s in recipe.RECIPE]
+    assert "  kimg = 8: as given with --kimg (the recipe's is 32)" in head
+    assert "  batch = 16: the official batch size (--batch not given)" in head
+    assert "note: --aug=ada goes against --mode=adapt" in head
+    options = json.loads(result.output.split("Training options:")[1].split("\n\n")[0])
+    assert options["total_kimg"] == 8 and options["ada_target"] == 0.6
+    assert options["G_opt_kwargs"]["betas"] == [0.0, 0.99]
+
+
+def test_adapted_of_another_architecture_is_refused_before_anything_is_written(data, pretrained, tmp_path):
+    from tiny_pkls import write_other_architecture
+    other = write_other_architecture(tmp_path / "other.pkl")
+    result = invoke(["--mode", "unlearn", "--outdir", tmp_path / "out", "--data", data / "positives.zip",
+                     "--resume", pretrained, "--adapted", other], expect_ok=False)
+    assert result.exit_code != 0
+    assert f"--adapted network '{other}' is not of the --resume network's architecture" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 
 def test_regulariser_and_ema_overrides_reach_the_options(data, pretrained, tmp_path):

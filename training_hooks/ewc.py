@@ -2,8 +2,9 @@
 
 Penalty (Li et al. 2020, as the official Adapt-then-Unlearn code uses it):
     L_EWC = (λ/2) · Σ_i F_i (θ_i − θ_G,i)²
-with θ_G the generator's parameters when the loss is constructed (the reference loop builds the
-loss after resuming, so G then holds the pretrained weights) and F the diagonal Fisher of
+with θ_G the generator's parameters when the loss is constructed, after `start_from` (the
+`--resume` pkl) has put its G_ema there: the method anchors at G_ema, while the reference loops
+resume G from the pkl's `G` (`training_hooks.start`). F is the diagonal Fisher of
 `stylegan_unlearn.fisher`, estimated once here (or read from `fisher_cache`). It is added to the
 generator's main phase (Gmain/Gboth), scaled by `gain` like the main loss, and reported as
 `Loss/G/ewc`. Defaults are the official code's: λ = 5e8, 32 Fisher samples, synthesis convs from
@@ -18,6 +19,7 @@ from torch_utils import training_stats
 from stylegan_unlearn.fisher import load_or_compute_fisher
 from stylegan_unlearn.params import GeneratorLike, require_device, select_params, unwrap, weighted_sq_distance
 from training_hooks.loss import StyleGAN2Loss
+from training_hooks.start import start_at_g_ema
 
 __all__ = ["EWCPenalty", "EWCLoss", "DEFAULT_EWC_LAMBDA", "DEFAULT_FISHER_SAMPLES"]
 
@@ -57,13 +59,16 @@ class EWCLoss(StyleGAN2Loss):
 
     Extra keyword arguments (all JSON-serialisable): `ewc_lambda` (5e8), `fisher_samples` (32),
     `params` ('synthesis' | 'all'), `fisher_cache` (path of a ``.pt`` file reused when it matches),
-    `fisher_seed` (0).
+    `fisher_seed` (0), `start_from` (a pkl whose G_ema G starts at and the penalty anchors at;
+    None keeps G as handed over).
     """
 
     def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, ewc_lambda=DEFAULT_EWC_LAMBDA,
                  fisher_samples=DEFAULT_FISHER_SAMPLES, params="synthesis", fisher_cache=None, fisher_seed=0,
-                 **loss_kwargs):
+                 start_from=None, **loss_kwargs):
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe=augment_pipe, **loss_kwargs)
+        if start_from is not None:
+            start_at_g_ema((G_mapping, G_synthesis), start_from)
         self.generator_penalty = EWCPenalty(
             (G_mapping, G_synthesis), D, device, ewc_lambda=ewc_lambda, fisher_samples=fisher_samples,
             params=params, fisher_cache=fisher_cache, fisher_seed=fisher_seed)

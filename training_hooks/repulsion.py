@@ -9,7 +9,9 @@ The term pushes the generator away from K ≥ 1 adapted ("negative") networks θ
 The adapted networks' **G_ema** weights are used (as the official code reads `g_ema`), loaded once,
 reduced to their mean and spread on the device, and never read from disk again. The term is
 added to the generator's main phase (Gmain/Gboth), scaled by `gain`, and reported as
-`Loss/G/repulsion` with the distance as `Loss/G/distance`.
+`Loss/G/repulsion` with the distance as `Loss/G/distance`. With `start_from` (the patch blocks
+pass the `--resume` pkl) G first takes that pkl's G_ema, where the method starts unlearning
+(`training_hooks.start`).
 
 Defaults follow the official code's settings: EL2 with weight 100 (the hard-coded official EL2
 weight) and α = 1 (its MNIST run), distance ``tensor-mean`` (the normalisation those values were
@@ -25,6 +27,7 @@ from torch_utils import training_stats
 from stylegan_unlearn import repulsion as repulsion_forms
 from stylegan_unlearn.params import AnchorSet, GeneratorLike, gather_aligned, require_device, select_params
 from training_hooks.loss import StyleGAN2Loss
+from training_hooks.start import start_at_g_ema
 
 __all__ = ["RepulsionPenalty", "RepulsionLoss", "load_adapted_generator"]
 
@@ -109,13 +112,16 @@ class RepulsionLoss(StyleGAN2Loss):
     Extra keyword arguments (all JSON-serialisable): `adapted` (list of pkl paths, K ≥ 1),
     `repulsion` ('il2' | 'nl2' | 'el2', default 'el2'), `repulsion_weight` (w; default per form:
     il2 10, nl2 1, el2 100), `alpha` (EL2, default 1), `distance` ('l2' | 'tensor-mean', default
-    'tensor-mean'), `params` ('synthesis' | 'all', default 'all').
+    'tensor-mean'), `params` ('synthesis' | 'all', default 'all'), `start_from` (a pkl whose G_ema
+    G starts at; None keeps G as handed over).
     """
 
     def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, adapted=(),
                  repulsion=repulsion_forms.DEFAULT_FORM, repulsion_weight=None, alpha=None,
-                 distance=DEFAULT_DISTANCE, params=DEFAULT_PARAMS, **loss_kwargs):
+                 distance=DEFAULT_DISTANCE, params=DEFAULT_PARAMS, start_from=None, **loss_kwargs):
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe=augment_pipe, **loss_kwargs)
+        if start_from is not None:
+            start_at_g_ema((G_mapping, G_synthesis), start_from)
         self.generator_penalty = RepulsionPenalty(
             (G_mapping, G_synthesis), device, adapted=adapted, repulsion=repulsion,
             repulsion_weight=repulsion_weight, alpha=alpha, distance=distance, params=params)

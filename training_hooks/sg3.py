@@ -17,6 +17,7 @@ from stylegan_unlearn.params import unwrap
 from training_hooks.ewc import DEFAULT_EWC_LAMBDA, DEFAULT_FISHER_SAMPLES, EWCPenalty
 from training_hooks.loss import _StyleGAN2LossPhases, accepts_keyword
 from training_hooks.repulsion import DEFAULT_DISTANCE, DEFAULT_PARAMS, RepulsionPenalty
+from training_hooks.start import start_at_g_ema
 
 __all__ = ["StyleGAN2Loss", "EWCLoss", "RepulsionLoss"]
 
@@ -82,8 +83,10 @@ class EWCLoss(StyleGAN2Loss):
 
     def __init__(self, device, G, D, augment_pipe=None, ewc_lambda=DEFAULT_EWC_LAMBDA,
                  fisher_samples=DEFAULT_FISHER_SAMPLES, params="synthesis", fisher_cache=None, fisher_seed=0,
-                 **loss_kwargs):
+                 start_from=None, **loss_kwargs):
         super().__init__(device, G, D, augment_pipe=augment_pipe, **loss_kwargs)
+        if start_from is not None:
+            start_at_g_ema(G, start_from)
         self.generator_penalty = EWCPenalty(
             G, D, device, ewc_lambda=ewc_lambda, fisher_samples=fisher_samples, params=params,
             fisher_cache=fisher_cache, fisher_seed=fisher_seed)
@@ -94,8 +97,10 @@ class RepulsionLoss(StyleGAN2Loss):
 
     def __init__(self, device, G, D, augment_pipe=None, adapted=(), repulsion=repulsion_forms.DEFAULT_FORM,
                  repulsion_weight=None, alpha=None, distance=DEFAULT_DISTANCE, params=DEFAULT_PARAMS,
-                 **loss_kwargs):
+                 start_from=None, **loss_kwargs):
         super().__init__(device, G, D, augment_pipe=augment_pipe, **loss_kwargs)
+        if start_from is not None:
+            start_at_g_ema(G, start_from)
         self.generator_penalty = RepulsionPenalty(
             G, device, adapted=adapted, repulsion=repulsion, repulsion_weight=repulsion_weight, alpha=alpha,
             distance=distance, params=params)
