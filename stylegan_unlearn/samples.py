@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylegan_unlearn.cliutil import IntRanges, sampling_options
+from stylegan_unlearn.cliutil import FINITE_FLOAT, IntRanges, one_line_errors, sampling_options
 
 __all__ = ["collect_command", "collect_samples", "load_image_folder", "resolve_device", "format_int_ranges"]
 
@@ -206,7 +206,7 @@ def _write_set(sample_set: SampleSet, outdir: str, c_dim: int) -> Optional[Dict]
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where to write the zips and sheets.")
 @click.option("--classifier", default=None, help="TorchScript file or 'module:function' that spots the feature.")
 @click.option("--target-class", type=int, default=None, help="Which classifier output is the feature.")
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=FINITE_FLOAT, default=None,
               help="Score at or above which an image has the feature (default: logit 0, or arg-max for class logits).")
 @click.option("--resize", default=None, help="Resize images for the classifier: '224' or 'WxH'.")
 @click.option("--negative-seeds", type=IntRanges(), default=None,
@@ -216,6 +216,7 @@ def _write_set(sample_set: SampleSet, outdir: str, c_dim: int) -> Optional[Dict]
 @click.option("--class", "class_idx", type=int, default=None,
               help="Class for conditional networks (default: seed % c_dim; labels user images).")
 @sampling_options
+@one_line_errors
 def collect_command(network_pkl, seeds, outdir, classifier, target_class, threshold, resize, negative_seeds,
                     negatives_dir, positives_dir, class_idx, truncation_psi, noise_mode, batch_size, device):
     """Collect negatives (with the feature) and positives (without) as dataset zips.
@@ -237,7 +238,12 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
                                "or --negatives-dir / --positives-dir")
     if not classifier and any(v is not None for v in (target_class, threshold, resize)):
         raise click.UsageError("--target-class, --threshold and --resize only apply with --classifier")
+    from stylegan_unlearn.fileio import check_writable_dir
 
+    check_writable_dir(outdir, "--outdir")
+    for option, folder in (("--negatives-dir", negatives_dir), ("--positives-dir", positives_dir)):
+        if folder and not os.path.isdir(folder):
+            raise click.ClickException(f"{option} '{folder}' does not exist or is not a folder")
     device = resolve_device(device)
     G = load_network(network_pkl, device)
     resolution, channels, c_dim = int(G.img_resolution), int(G.img_channels), int(G.c_dim)
@@ -270,7 +276,6 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
         def decide(batch_seeds, _images):
             return [s in picked for s in batch_seeds]
 
-    os.makedirs(outdir, exist_ok=True)
     if all_seeds:
         click.echo(f"Generating {len(all_seeds)} samples ({resolution}x{resolution}, {channels} channel(s)) "
                    f"on {device.type}...")
@@ -289,6 +294,7 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
             click.echo(f"{sample_set.kind}: {len(names)} image(s) from '{folder}'"
                        + (f", {converted} converted to {resolution}x{resolution}/{channels}ch" if converted else ""))
 
+    os.makedirs(outdir, exist_ok=True)
     summary = {
         "network": os.path.abspath(network_pkl),
         "resolution": resolution, "channels": channels, "c_dim": c_dim,
