@@ -218,3 +218,15 @@ def test_a_corrupt_image_met_by_a_worker_stops_training_with_one_line(tmp_path):
     message = str(info.value)
     assert f"cannot read image '{bad_name}'" in message and "\n" not in message, message
     assert "DataLoader worker" not in message and time.time() - started < 300
+
+
+def test_sidecars_of_older_versions_are_read_as_data_with_a_warning(tmp_path):
+    path = str(tmp_path / "network-snapshot-000004.pkl")
+    save_network_pkl(path, tiny_modules())
+    torch.save(dict(tiny_state(4000), version=1), snapshots.sidecar_path(path))  # as written before binding
+    warnings = []
+    assert snapshots.load_sidecar(path, warn=warnings.append)["cur_nimg"] == 4000
+    assert len(warnings) == 1 and "did not bind it to its pkl" in warnings[0]
+    torch.save(dict(tiny_state(4000), version=1, payload=RunsCode(tmp_path / "pwned")), snapshots.sidecar_path(path))
+    assert snapshots.load_sidecar(path, warn=warnings.append) is None
+    assert not (tmp_path / "pwned").exists()

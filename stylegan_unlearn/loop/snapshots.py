@@ -13,7 +13,8 @@ so loading it never runs code. It records the SHA-256 of its pkl's bytes: a side
 (another snapshot, a file replaced or copied from elsewhere) is ignored with one warning and the run starts
 fresh from the pkl's weights. The sidecar is written before the pkl, so a kill at any point leaves either a
 matching pair or a pkl whose sidecar does not match (ignored); resuming from a pkl without a sidecar
-(official pkls) starts fresh.
+(official pkls) starts fresh. Sidecars of older versions (no hash) are still read, as data only, with a
+warning that they are not bound.
 """
 import copy
 import hashlib
@@ -30,6 +31,7 @@ from stylegan_unlearn.fileio import atomic_write, atomic_write_bytes
 
 SIDECAR_SUFFIX = ".resume.pt"
 SIDECAR_VERSION = 2
+_UNBOUND_VERSION = 1  # written before sidecars recorded their pkl's hash; still plain data
 _SNAPSHOT_NAME = re.compile(r"^network-snapshot-(\d+)(?:\.(\d{3}))?\.pkl$")
 
 __all__ = ["snapshot_path", "image_grid_path", "sidecar_path", "snapshot_modules", "save_snapshot",
@@ -128,12 +130,17 @@ def load_sidecar(pkl_path: str, warn: Callable[[str], None] = _print_warning) ->
         warn(f"ignoring the resume state {path}: it is damaged or holds more than tensors and plain data "
              f"({reason[:200]}); {fresh}")
         return None
-    if not isinstance(state, dict) or state.get("version") != SIDECAR_VERSION:
+    version = state.get("version") if isinstance(state, dict) else None
+    if version not in (SIDECAR_VERSION, _UNBOUND_VERSION):
         warn(f"ignoring the resume state {path}: it was not written by this version of stylegan-unlearn; {fresh}")
         return None
     if not isinstance(state.get("cur_nimg"), int) or not isinstance(state.get("optimizers"), dict):
         warn(f"ignoring the resume state {path}: it lacks the image counter or optimizer states; {fresh}")
         return None
+    if version == _UNBOUND_VERSION:
+        warn(f"the resume state {path} was written by an older stylegan-unlearn that did not bind it to its pkl; "
+             "using it (delete it to start fresh from the pkl's weights)")
+        return state
     if state.get("pkl_sha256") != _file_sha256(os.fspath(pkl_path)):
         warn(f"ignoring the resume state {path}: it belongs to other contents of {pkl_path} (a write cut short, "
              f"or files from different runs); {fresh}")
