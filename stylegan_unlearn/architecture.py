@@ -74,7 +74,10 @@ def load_pkl_network(path: str, key: str, option: str):
     if not _is_url(path) and not os.path.isfile(path):
         raise ValueError(f"{option} network '{path}' does not exist; pass the path of a network pkl")
     from stylegan_unlearn.pkl import load_network_pkl
-    network = load_network_pkl(path, safe=True).get(key)
+    try:
+        network = load_network_pkl(path, safe=True).get(key)
+    except ValueError as err:  # truncated, corrupt or not a network pkl: say which option named it
+        raise ValueError(f"{option}: {err}") from None
     if network is None:
         raise ValueError(f"{option} network '{path}' has no {key}; pass a StyleGAN network pkl")
     return network

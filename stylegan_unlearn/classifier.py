@@ -148,6 +148,11 @@ def _load_torchscript(path: str, device: torch.device) -> torch.nn.Module:
     return module.eval()
 
 
+def _short_reason(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[-1]}" if lines else type(err).__name__
+
+
 def _load_python_object(spec: str, device: torch.device) -> Callable:
     match = _SPEC.match(spec)
     module_name, attribute, call = match.group(1), match.group(2), bool(match.group(3))
@@ -156,13 +161,19 @@ def _load_python_object(spec: str, device: torch.device) -> Callable:
     except ModuleNotFoundError as err:
         raise ValueError(f"cannot import module '{module_name}' for classifier '{spec}' ({err}); "
                          "make sure it is on PYTHONPATH") from None
+    except Exception as err:  # the module itself fails while importing
+        raise ValueError(f"importing module '{module_name}' for classifier '{spec}' failed ({_short_reason(err)}); "
+                         "fix the module") from None
     if not hasattr(module, attribute):
         raise ValueError(f"module '{module_name}' has no attribute '{attribute}' (classifier '{spec}')")
     obj = getattr(module, attribute)
-    if call:
-        obj = obj()
-    elif isinstance(obj, type):
-        obj = obj()
+    if call or isinstance(obj, type):
+        try:
+            obj = obj()
+        except Exception as err:
+            what = f"calling {attribute}()" if call else f"building {attribute}() without arguments"
+            raise ValueError(f"classifier '{spec}': {what} failed ({_short_reason(err)}); point the spec at a "
+                             "function that classifies images, or at a build() function that returns one") from None
     if not callable(obj):
         raise ValueError(f"classifier '{spec}' is a {type(obj).__name__}, not something that can be called on images")
     if isinstance(obj, torch.nn.Module):

@@ -1,6 +1,8 @@
-"""Small parsing helpers shared by the command-line front doors."""
+"""Small parsing and error helpers shared by the command-line front doors."""
+import functools
+import math
 import re
-from typing import Any, List, Mapping, Optional, Set
+from typing import Any, Callable, List, Mapping, Optional, Set
 
 import click
 from click.core import ParameterSource
@@ -58,10 +60,50 @@ class IntRanges(click.ParamType):
             self.fail(str(err), param, ctx)
 
 
+class FiniteFloat(click.ParamType):
+    """click type for a float that must be a finite number (NaN and ±inf are refused where they enter)."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE_FLOAT = FiniteFloat()
+
+
+def error_line(err: BaseException) -> str:
+    """One line for an error: the message, or 'FILE: reason' for operating-system errors."""
+    if isinstance(err, OSError) and err.strerror and err.filename:
+        return f"{err.filename}: {err.strerror}"
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return "; ".join(lines) or type(err).__name__
+
+
+def one_line_errors(function: Callable) -> Callable:
+    """Decorate a click command's function: ValueError/OSError from the library become one-line errors."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except (ValueError, OSError) as err:
+            raise click.ClickException(error_line(err)) from None
+    return wrapper
+
+
 def sampling_options(command):
     """The options every sampling command shares: truncation, noise mode, batch size, device."""
     options = [
-        click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi."),
+        click.option("--trunc", "truncation_psi", type=FINITE_FLOAT, default=1.0, show_default=True,
+                     help="Truncation psi."),
         click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
                      show_default=True, help="Noise inputs; 'const' makes a seed's sample reproducible."),
         click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True,

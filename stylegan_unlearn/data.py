@@ -310,7 +310,11 @@ class ImageDataset(Dataset):
             raise ValueError(f"dataset.json in '{self._path}' has no label for {len(missing)} image(s), "
                              f"e.g. '{missing[0]}'; give every image a label or set \"labels\": null")
         values = [table[fname.replace("\\", "/")] for fname in self._image_fnames]
-        array = np.array(values)
+        try:
+            array = np.array(values)
+        except ValueError:  # ragged: label lists of different lengths, or classes mixed with lists
+            raise ValueError(f"dataset.json in '{self._path}' has labels of different shapes; give every image "
+                             "one integer class or a float list of one common length") from None
         if array.ndim == 1 and np.issubdtype(array.dtype, np.integer):
             return array.astype(np.int64)
         if np.issubdtype(array.dtype, np.number) and array.ndim == 2:

@@ -13,7 +13,8 @@ from typing import Dict, Optional
 
 import click
 
-from stylegan_unlearn.fileio import atomic_write_text
+from stylegan_unlearn.cliutil import one_line_errors
+from stylegan_unlearn.fileio import atomic_write_text, check_writable_dir
 from stylegan_unlearn.mnist import pipeline
 
 FAST = dict(collect_seeds="0-199", eval_seeds="100000-100199", adapt_kimg=0.032, unlearn_kimg=0.032, batch=8,
@@ -38,6 +39,7 @@ def run_demo(digit: int, fast: bool, outdir: str, network: Optional[str] = None,
     settings = pipeline.Settings(digit=digit, threads=threads, **(FAST if fast else {}))
     settings.check()
     network = pipeline.check_assets(network)
+    check_writable_dir(outdir, "--outdir")
     os.makedirs(outdir, exist_ok=True)
     started = time.time()
 
@@ -87,6 +89,7 @@ def run_demo(digit: int, fast: bool, outdir: str, network: Optional[str] = None,
 @click.option("--network", default=None, help="Generator pkl to unlearn from [default: the bundled MNIST generator].")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="CPU threads for each training process.")
+@one_line_errors
 def demo_command(digit: int, fast: bool, outdir: str, network: Optional[str], threads: int) -> None:
     """Unlearn one digit from the bundled MNIST generator and print before/after numbers.
 

@@ -19,9 +19,10 @@ import click
 import numpy as np
 import torch
 
-from stylegan_unlearn.cliutil import IntRanges, sampling_options
+from stylegan_unlearn.cliutil import FINITE_FLOAT, IntRanges, one_line_errors, sampling_options
 
-__all__ = ["evaluate_command", "evaluate_networks", "parse_network_spec", "metric_line", "append_metric_lines"]
+__all__ = ["evaluate_command", "evaluate_networks", "parse_network_spec", "metric_line", "append_metric_lines",
+           "check_network_paths"]
 
 SUMMARY_VERSION = 1
 
@@ -114,6 +115,15 @@ def _measure(G: torch.nn.Module, seeds: Sequence[int], classifier, attributes, d
     return result
 
 
+def check_network_paths(labelled: Sequence[Tuple[str, str]]) -> None:
+    """Fail before any work when a local network pkl of `(label, path)` is missing or a directory (URLs pass)."""
+    from stylegan_unlearn.pkl import check_network_file
+
+    for label, path in labelled:
+        if "://" not in str(path):
+            check_network_file(path, label)
+
+
 def _check_compatible(G: torch.nn.Module, first: torch.nn.Module, name: str, first_name: str) -> None:
     for attr in ("img_resolution", "img_channels", "z_dim", "c_dim"):
         if int(getattr(G, attr)) != int(getattr(first, attr)):
@@ -132,13 +142,16 @@ def evaluate_networks(networks: Sequence[Tuple[str, str]], seeds: Sequence[int],
     from stylegan_unlearn.metrics import (attribute_shares, count_negatives, drift_table, fid_from_features,
                                           kid_from_features, negative_share, pul)
     from stylegan_unlearn.metrics.detectors import dataset_features, load_detector
+    from stylegan_unlearn.fileio import check_writable_dir
     from stylegan_unlearn.samples import format_int_ranges, load_network
 
     sampling = dict(sampling or {})
     seeds = list(seeds)
     if not seeds:
         raise click.ClickException("--seeds is empty")
-    os.makedirs(out, exist_ok=True)
+    check_writable_dir(out, "--out")
+    check_network_paths([(f"--network {name}", path) for name, path in networks]
+                        + ([("--ret-reference-network", ret_reference)] if ret_reference else []))
 
     detector = None
     if reference or ret_reference:
@@ -217,6 +230,7 @@ def evaluate_networks(networks: Sequence[Tuple[str, str]], seeds: Sequence[int],
         if original_neg == 0:
             echo(f"warning: {records[0]['pul_note']}")
 
+    os.makedirs(out, exist_ok=True)
     _write_metric_files(records, out)
     summary = {
         "version": SUMMARY_VERSION,
@@ -278,7 +292,7 @@ def _format_table(summary: Dict) -> str:
 @click.option("--seeds", type=IntRanges(), default="0-999", show_default=True, help="Fixed seeds for every network.")
 @click.option("--classifier", default=None, help="TorchScript file or 'module:function' that spots the feature (PUL).")
 @click.option("--target-class", type=int, default=None, help="Which classifier output is the feature.")
-@click.option("--threshold", type=float, default=None, help="Score threshold (default: logit 0, or arg-max).")
+@click.option("--threshold", type=FINITE_FLOAT, default=None, help="Score threshold (default: logit 0, or arg-max).")
 @click.option("--resize", default=None, help="Resize images for the classifiers: '224' or 'WxH'.")
 @click.option("--reference", default=None, type=click.Path(), help="Reference images (zip/folder) for FID and KID.")
 @click.option("--detector", "detector_spec", default=None,
@@ -289,7 +303,7 @@ def _format_table(summary: Dict) -> str:
                    "disjoint range for independent samples].")
 @click.option("--attributes", default=None, help="Multi-output classifier for the attribute drift table.")
 @click.option("--attribute-names", default=None, help="Comma-separated names, or a file with one name per line.")
-@click.option("--attribute-threshold", type=float, default=None,
+@click.option("--attribute-threshold", type=FINITE_FLOAT, default=None,
               help="Attribute present when its score ≥ this (multi-label); default: arg-max class only.")
 @click.option("--kid-subsets", type=click.IntRange(min=1), default=100, show_default=True,
               help="KID: number of random subsets averaged.")
@@ -298,6 +312,7 @@ def _format_table(summary: Dict) -> str:
 @click.option("--class", "class_idx", type=int, default=None, help="Class for conditional networks (default seed % c_dim).")
 @sampling_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@one_line_errors
 def evaluate_command(networks, seeds, classifier, target_class, threshold, resize, reference, detector_spec,
                      ret_reference_network, ret_seeds, attributes, attribute_names, attribute_threshold, kid_subsets,
                      kid_subset_size, class_idx, truncation_psi, noise_mode, batch_size, device, out):
@@ -319,8 +334,12 @@ def evaluate_command(networks, seeds, classifier, target_class, threshold, resiz
         raise click.UsageError("--ret-seeds only applies with --ret-reference-network")
     if not attributes and (attribute_names or attribute_threshold is not None):
         raise click.UsageError("--attribute-names and --attribute-threshold only apply with --attributes")
+    from stylegan_unlearn.fileio import check_writable_dir
+
+    check_writable_dir(out, "--out")
     device = resolve_device(device)
     specs = _unique_names([parse_network_spec(n) for n in networks])
+    check_network_paths([(f"--network {name}", path) for name, path in specs])
     try:
         judge = load_classifier(classifier, target_class=target_class, threshold=threshold, resize=resize,
                                 device=device) if classifier else None

@@ -13,12 +13,14 @@ parameter; ``'synthesis'`` = the synthesis convolutions from 8×8 up (see `style
 Buffers (`w_avg`, `noise_const`, filters) and the discriminator are kept from the base pickle.
 """
 import copy
+import math
 import os
 from typing import Any, Dict, List, Mapping, Sequence, Union
 
 import click
 import torch
 
+from stylegan_unlearn.cliutil import FINITE_FLOAT, one_line_errors
 from stylegan_unlearn.params import gather_aligned, select_params
 
 __all__ = ["extrapolate", "extrapolate_files", "extrapolate_command"]
@@ -57,6 +59,8 @@ def extrapolate(G_pkl_data: Mapping[str, Any], adapted_list: Sequence[AdaptedIte
     adapted_list = list(adapted_list)
     if not adapted_list:
         raise ValueError("extrapolation needs at least one adapted network")
+    if not math.isfinite(float(gamma)):
+        raise ValueError(f"the extrapolation step gamma must be a finite number, got {gamma}")
     out = dict(G_pkl_data)
     moved = 0
     for key in ("G", "G_ema"):
@@ -87,28 +91,35 @@ def extrapolate_files(network: str, adapted: Sequence[str], gamma: float, out: s
 @click.option("--network", required=True, metavar="PKL", help="Pretrained network pickle (θ_G).")
 @click.option("--adapted", required=True, multiple=True, metavar="PKL",
               help="Adapted (negative) network pickle θ_N; repeat for K networks.")
-@click.option("--gamma", type=float, default=1.0, show_default=True,
+@click.option("--gamma", type=FINITE_FLOAT, default=1.0, show_default=True,
               help="Step away from the adapted networks: θ_G + γ(θ_G − mean θ_N).")
 @click.option("--params", type=click.Choice(["all", "synthesis"]), default="all", show_default=True,
               help="Which generator parameters move.")
 @click.option("--out", required=True, metavar="PKL", help="Where to write the extrapolated pickle.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
+@one_line_errors
 def extrapolate_command(network: str, adapted: Sequence[str], gamma: float, params: str, out: str,
                         overwrite: bool) -> None:
     """Extrapolate a pretrained generator away from adapted (negative) generators."""
-    for path in (network, *adapted):
-        if not os.path.isfile(path):
-            raise click.ClickException(f"network pickle {path} does not exist")
+    from stylegan_unlearn.fileio import check_writable_dir
+    from stylegan_unlearn.pkl import check_network_file
+
+    check_network_file(network, "--network")
+    for path in adapted:
+        check_network_file(path, "--adapted")
+        if os.path.samefile(path, network):
+            raise click.ClickException(f"--adapted {path} is the --network pickle itself; pass a network made by "
+                                       "--mode=adapt (the step away from it would be 0)")
     out_real = os.path.realpath(out)
     if any(out_real == os.path.realpath(p) for p in (network, *adapted)):
         raise click.ClickException(f"--out {out} is one of the input pickles; choose another path")
+    if os.path.isdir(out):
+        raise click.ClickException(f"--out {out} is a directory; give the path of the .pkl file to write")
     if os.path.exists(out) and not overwrite:
         raise click.ClickException(f"{out} already exists; pass --overwrite or choose another --out")
     out_dir = os.path.dirname(out_real)
     if not os.path.isdir(out_dir):
         raise click.ClickException(f"directory {out_dir} does not exist; create it first")
-    try:
-        extrapolate_files(network, adapted, gamma, out, params)
-    except ValueError as err:  # our own checks and the pkl loader's errors are one-sentence messages
-        raise click.ClickException(str(err)) from err
+    check_writable_dir(out_dir, "the directory of --out")
+    extrapolate_files(network, adapted, gamma, out, params)
     click.echo(f"wrote {out} (γ = {gamma}, {len(adapted)} adapted network(s), params = {params})")

@@ -10,7 +10,8 @@ import click
 import numpy as np
 import torch
 
-from stylegan_unlearn.cliutil import IntRanges
+from stylegan_unlearn.cliutil import FINITE_FLOAT, IntRanges, one_line_errors
+from stylegan_unlearn.fileio import check_writable_dir
 from stylegan_unlearn.images import save_contact_sheet, save_png, to_uint8
 from stylegan_unlearn.pkl import NetworkPklError, describe_network, load_generator
 
@@ -44,7 +45,12 @@ def class_label(G: torch.nn.Module, class_idx: Optional[int]) -> torch.Tensor:
 def generate_images(G: torch.nn.Module, seeds: Sequence[int], truncation_psi: float = 1.0,
                     class_idx: Optional[int] = None, noise_mode: str = "const",
                     device: str = "cpu") -> np.ndarray:
-    """Render `seeds` with G; returns NHWC uint8 images, one per seed, in seed order."""
+    """Render `seeds` with G; returns NHWC uint8 images, one per seed, in seed order.
+
+    Raises ValueError for a non-finite `truncation_psi` or when G produces NaN/Inf pixels.
+    """
+    if not np.isfinite(truncation_psi):
+        raise ValueError(f"--trunc must be a finite number, got {truncation_psi}")
     c = class_label(G, class_idx).to(device)
     images: List[np.ndarray] = []
     for seed in seeds:
@@ -57,16 +63,18 @@ def generate_images(G: torch.nn.Module, seeds: Sequence[int], truncation_psi: fl
 @click.command("generate")
 @click.option("--network", "network_pkl", required=True, metavar="PKL", help="Network pickle (path or URL).")
 @click.option("--seeds", type=IntRanges(), required=True, help="Seeds, e.g. '0-63' or '3,17,40-45'.")
-@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
+@click.option("--trunc", "truncation_psi", type=FINITE_FLOAT, default=1.0, show_default=True, help="Truncation psi.")
 @click.option("--class", "class_idx", type=int, default=None, help="Class index (conditional networks).")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where to write the PNGs.")
 @click.option("--safe/--unsafe", default=True, show_default=True,
               help="--unsafe runs the network code stored in the pickle; only for files you trust.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@one_line_errors
 def generate_command(network_pkl: str, seeds: List[int], truncation_psi: float, class_idx: Optional[int],
                      noise_mode: str, outdir: str, safe: bool, device: str) -> None:
     """Write seedNNNN.png for each seed and a contact sheet labelled with the seeds."""
+    check_writable_dir(outdir, "--outdir")
     try:
         G = load_generator(network_pkl, device=device, safe=safe)
     except NetworkPklError as err:

@@ -9,8 +9,19 @@ from PIL import Image, ImageDraw, ImageFont
 from stylegan_unlearn.fileio import atomic_write
 
 
+def check_finite_images(images: torch.Tensor) -> None:
+    """Raise ValueError when images hold NaN/Inf: they would be written as black or garbage pixels."""
+    if images.is_floating_point() and not torch.isfinite(images).all():
+        raise ValueError("the network produced NaN or infinite pixel values, so no image was written; its "
+                         "weights are probably broken (check the pkl, e.g. one written from a diverged run)")
+
+
 def to_uint8(images: torch.Tensor, drange=(-1, 1)) -> np.ndarray:
-    """Map NCHW float images in `drange` to NHWC uint8 (rounded, clipped), as the reference tools do."""
+    """Map NCHW float images in `drange` to NHWC uint8 (rounded, clipped), as the reference tools do.
+
+    Refuses (ValueError) images with NaN/Inf values rather than turning them into black pixels.
+    """
+    check_finite_images(images.detach())
     lo, hi = drange
     x = (images.detach().float().cpu() - lo) * (255 / (hi - lo))
     x = x.round().clamp(0, 255).to(torch.uint8)

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import click
 import numpy as np
 
-from stylegan_unlearn.cliutil import IntRanges
+from stylegan_unlearn.cliutil import IntRanges, one_line_errors
 
 __all__ = ["report_command", "write_report", "network_role"]
 
@@ -235,14 +235,21 @@ def _documents(summary: Dict, out: str, samples_file: Optional[str], grid_seeds:
 def write_report(eval_dir: str, out: str, extra_networks: Sequence[Tuple[str, str]] = (),
                  grid_seeds: Optional[Sequence[int]] = None, embed_images: bool = False, device=None,
                  title: str = "Adapt-then-Unlearn report", echo=print) -> Dict[str, str]:
-    """Write report.html, report.md and their PNGs into `out`; returns {kind: path}."""
+    """Write report.html, report.md and their PNGs into `out`; returns {kind: path}.
+
+    Every one of `extra_networks` must exist (a missing one is an error); networks of the summary that
+    moved are shown as a note in the report.
+    """
     import torch
 
     from stylegan_unlearn.cliutil import parse_int_ranges
-    from stylegan_unlearn.fileio import atomic_write_text
+    from stylegan_unlearn.evaluate import check_network_paths
+    from stylegan_unlearn.fileio import atomic_write_text, check_writable_dir
     from stylegan_unlearn.metrics.sampling import generate_all, quantize
     from stylegan_unlearn.samples import load_network
 
+    check_writable_dir(out, "--out")
+    check_network_paths([(f"--network {name}", path) for name, path in extra_networks])
     summary_path = os.path.join(eval_dir, "summary.json")
     if not os.path.isfile(summary_path):
         raise click.ClickException(f"'{summary_path}' not found; run 'stylegan-unlearn evaluate --out {eval_dir}' first")
@@ -251,7 +258,6 @@ def write_report(eval_dir: str, out: str, extra_networks: Sequence[Tuple[str, st
             summary = json.load(f)
     except ValueError as err:
         raise click.ClickException(f"'{summary_path}' is not valid JSON ({err}); rerun evaluate") from None
-    os.makedirs(out, exist_ok=True)
     device = device or torch.device("cpu")
     if grid_seeds is None:
         grid_seeds = parse_int_ranges(summary.get("seeds") or "0-7")[:8]
@@ -273,6 +279,7 @@ def write_report(eval_dir: str, out: str, extra_networks: Sequence[Tuple[str, st
     if len(shapes) > 1:
         raise click.ClickException("the networks make images of different sizes or channel counts; "
                                    "a same-seed grid needs one shape")
+    os.makedirs(out, exist_ok=True)
     samples_file = None
     if shapes:
         samples_file = "samples.png"
@@ -299,6 +306,7 @@ def write_report(eval_dir: str, out: str, extra_networks: Sequence[Tuple[str, st
 @click.option("--embed-images", is_flag=True, help="Inline the PNGs into report.html (one self-contained file).")
 @click.option("--title", default="Adapt-then-Unlearn report", show_default=True, help="Heading of the report.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@one_line_errors
 def report_command(eval_dir, networks, seeds, out, embed_images, title, device):
     """Write an HTML and Markdown report: same-seed grids, metric charts, drift table, options.
 

@@ -11,12 +11,13 @@ official EL2 uses a hard-coded weight of 100 with the command-line "gamma" actin
 file: α = 1); IL2 runs used weights 10 (CelebA-HQ) and 0.1–100 (AFHQ); NL2 used 1–1.2. Those
 values assume the official ``tensor-mean``-style normalisation of d (see `stylegan_unlearn.params`).
 """
+import math
 from typing import Callable, Dict, Optional
 
 import torch
 
 __all__ = ["REPULSION_FORMS", "DEFAULT_FORM", "DEFAULT_WEIGHTS", "DEFAULT_ALPHA", "il2", "nl2", "el2",
-           "repulsion_term"]
+           "repulsion_term", "check_settings"]
 
 DEFAULT_FORM = "el2"
 DEFAULT_WEIGHTS: Dict[str, float] = {"il2": 10.0, "nl2": 1.0, "el2": 100.0}
@@ -41,6 +42,15 @@ def el2(d: torch.Tensor, weight: float, alpha: float = DEFAULT_ALPHA) -> torch.T
 
 
 REPULSION_FORMS: Dict[str, Callable[..., torch.Tensor]] = {"il2": il2, "nl2": nl2, "el2": el2}
+
+
+def check_settings(weight: float, alpha: float) -> None:
+    """Refuse settings that break the repulsion: NaN/Inf, a negative weight, or α ≤ 0 (EL2 would attract)."""
+    if not math.isfinite(weight) or weight < 0:
+        raise ValueError(f"the repulsion weight must be a finite number ≥ 0, got {weight}")
+    if not math.isfinite(alpha) or alpha <= 0:
+        raise ValueError(f"the EL2 sharpness alpha must be a finite number > 0, got {alpha} (α ≤ 0 turns the "
+                         "repulsion into an attraction)")
 
 
 def repulsion_term(form: str, d: torch.Tensor, weight: Optional[float] = None,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylegan_unlearn.cliutil import IntRanges, sampling_options
+from stylegan_unlearn.cliutil import FINITE_FLOAT, IntRanges, one_line_errors, sampling_options
 
 __all__ = ["collect_command", "collect_samples", "load_image_folder", "resolve_device", "format_int_ranges"]
 
@@ -236,7 +236,7 @@ def _write_set(sample_set: SampleSet, outdir: str, c_dim: int) -> Optional[Dict]
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where to write the zips and sheets.")
 @click.option("--classifier", default=None, help="TorchScript file or 'module:function' that spots the feature.")
 @click.option("--target-class", type=int, default=None, help="Which classifier output is the feature.")
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=FINITE_FLOAT, default=None,
               help="Score at or above which an image has the feature (default: logit 0, or arg-max for class logits).")
 @click.option("--resize", default=None, help="Resize images for the classifier: '224' or 'WxH'.")
 @click.option("--negative-seeds", type=IntRanges(), default=None,
@@ -250,6 +250,7 @@ def _write_set(sample_set: SampleSet, outdir: str, c_dim: int) -> Optional[Dict]
 @click.option("--negatives-per-split", type=click.IntRange(min=1), default=None,
               help="Negatives in each split (the first K·N found) [default: all found, split evenly].")
 @sampling_options
+@one_line_errors
 def collect_command(network_pkl, seeds, outdir, classifier, target_class, threshold, resize, negative_seeds,
                     negatives_dir, positives_dir, class_idx, splits, negatives_per_split, truncation_psi, noise_mode,
                     batch_size, device):
@@ -274,7 +275,12 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
         raise click.UsageError("--target-class, --threshold and --resize only apply with --classifier")
     if negatives_per_split is not None and splits is None:
         raise click.UsageError("--negatives-per-split needs --splits K")
+    from stylegan_unlearn.fileio import check_writable_dir
 
+    check_writable_dir(outdir, "--outdir")
+    for option, folder in (("--negatives-dir", negatives_dir), ("--positives-dir", positives_dir)):
+        if folder and not os.path.isdir(folder):
+            raise click.ClickException(f"{option} '{folder}' does not exist or is not a folder")
     device = resolve_device(device)
     G = load_network(network_pkl, device)
     resolution, channels, c_dim = int(G.img_resolution), int(G.img_channels), int(G.c_dim)
@@ -307,7 +313,6 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
         def decide(batch_seeds, _images):
             return [s in picked for s in batch_seeds]
 
-    os.makedirs(outdir, exist_ok=True)
     if all_seeds:
         click.echo(f"Generating {len(all_seeds)} samples ({resolution}x{resolution}, {channels} channel(s)) "
                    f"on {device.type}...")
@@ -333,6 +338,7 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
         except ValueError as err:
             raise click.ClickException(str(err)) from None
 
+    os.makedirs(outdir, exist_ok=True)
     summary = {
         "network": os.path.abspath(network_pkl),
         "resolution": resolution, "channels": channels, "c_dim": c_dim,

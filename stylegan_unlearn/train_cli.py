@@ -17,6 +17,7 @@ Small-network knobs for tiny models and MNIST: `--cbase`, `--cmax`, `--map`, `--
 `--mbstd-group` (train mode only).
 """
 import json
+import math
 import os
 import re
 from typing import Any, Dict, List, Optional
@@ -44,8 +45,67 @@ AUGMENT_CLASS = "stylegan_unlearn.loop.augment.DiffAugment"
 AUGPIPE_CHOICES = ("xflip", "translation", "cutout", "color")
 
 
+# Float options that must be finite numbers, and the ones that must also be positive or non-negative.
+FINITE_OPTIONS = ("kimg", "tick", "gamma", "glr", "dlr", "p", "target", "pl_weight", "style_mixing", "ema_kimg",
+                  "ewc_lambda", "repulsion_weight", "alpha", "extrapolate_gamma")
+POSITIVE_OPTIONS = ("alpha",)
+NON_NEGATIVE_OPTIONS = ("ewc_lambda", "repulsion_weight")
+
+
 class UserError(ValueError):
     """A problem with the command line or its inputs, reported as one sentence."""
+
+
+def _check_numbers(opts: dnnlib.EasyDict) -> None:
+    """Refuse NaN/Inf in every float option, α ≤ 0 (EL2 would attract) and negative λ or repulsion weights."""
+    for name in FINITE_OPTIONS:
+        value = opts.get(name)
+        if value is None:
+            continue
+        option = "--" + name.replace("_", "-")
+        if not math.isfinite(value):
+            raise UserError(f"{option} must be a finite number, got {value}")
+        if name in POSITIVE_OPTIONS and value <= 0:
+            raise UserError(f"{option} must be positive, got {value:g} (α ≤ 0 turns the EL2 repulsion into an "
+                            "attraction towards the adapted networks)")
+        if name in NON_NEGATIVE_OPTIONS and value < 0:
+            raise UserError(f"{option} must not be negative, got {value:g} (it would pull the network the "
+                            "wrong way)")
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _load_network_option(path: str, option: str) -> Dict[str, Any]:
+    """The pkl named by `option`, loaded safely; a one-sentence UserError for any problem."""
+    from stylegan_unlearn.loop import snapshots
+    try:
+        return snapshots.load_resume_pkl(path)
+    except ValueError as err:  # missing, a directory, or not a usable pkl (NetworkPklError is a ValueError)
+        raise UserError(f"{option}: {err}") from None
+
+
+def _check_adapted(paths: List[str], resume_path: str, resume: Dict[str, Any], params: str) -> None:
+    """Each --adapted pkl must load, match the --resume architecture and differ from it (else d = 0)."""
+    import torch
+
+    from stylegan_unlearn.params import gather_aligned, select_params
+    for path in paths:
+        if os.path.samefile(path, resume_path):
+            raise UserError(f"--adapted '{path}' is the --resume network itself; pass a network made by "
+                            "--mode=adapt (its distance to --resume would be 0)")
+        adapted = _load_network_option(path, "--adapted")["G_ema"]
+        for key in ("G", "G_ema"):
+            named = select_params(resume[key], params)
+            try:
+                tensors = gather_aligned(adapted, [n for n, _ in named], [p.shape for _, p in named],
+                                         f"--adapted network '{path}'")
+            except ValueError as err:
+                raise UserError(str(err)) from None
+            if all(torch.equal(a.detach().cpu(), p.detach().cpu()) for a, (_, p) in zip(tensors, named)):
+                raise UserError(f"--adapted '{path}' has the same weights as the --resume network's {key}; "
+                                "pass a network made by --mode=adapt (its distance to --resume would be 0)")
 
 
 def _plain(value: Any) -> Any:
@@ -122,7 +182,6 @@ def recipe_report(opts: dnnlib.EasyDict) -> List[str]:
 def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     """Turn the command-line options into (run description, `training_loop` kwargs). Raises UserError."""
     from stylegan_unlearn.data import ImageDataset, check_dataset_matches_network
-    from stylegan_unlearn.loop import snapshots
     mode = opts.mode
     args = dnnlib.EasyDict()
     params = opts.params or ("synthesis" if mode == "adapt" else "all")
@@ -139,18 +198,19 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     if opts.data is None and mode != "extrapolate":
         raise UserError(f"--mode={mode} needs --data: a dataset folder or zip "
                         f"({'negative' if mode == 'adapt' else 'positive' if mode == 'unlearn' else 'training'} images)")
+    _check_numbers(opts)
+    from stylegan_unlearn.pkl import check_network_file
     for path in opts.adapted:
-        if not os.path.isfile(path):
-            raise UserError(f"--adapted network '{path}' does not exist")
+        check_network_file(path, "--adapted network")
 
     resume = None
     if opts.resume:
-        if not os.path.isfile(opts.resume):
-            raise UserError(f"--resume network '{opts.resume}' does not exist; pass the path of a network pkl")
-        resume = snapshots.load_resume_pkl(opts.resume)
-    if opts.adapted:
+        check_network_file(opts.resume, "--resume network")
+        resume = _load_network_option(opts.resume, "--resume")
+    if opts.adapted and resume is not None:
         from stylegan_unlearn.architecture import check_adapted_networks
         check_adapted_networks(opts.resume, opts.adapted, resume_G=resume["G"])
+        _check_adapted(opts.adapted, opts.resume, resume, params)
 
     # Dataset.
     if mode == "extrapolate":
@@ -255,6 +315,10 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     if batch < 1 or batch % gpus != 0:
         raise UserError(f"--batch={batch} must be a positive multiple of --gpus={gpus}")
     args.batch_size = batch
+    num_images = args.training_set_kwargs.max_size * (2 if opts.mirror else 1)
+    if batch > num_images:
+        _warn(f"--batch={batch} is larger than the dataset ({num_images} images in '{opts.data}'): every batch "
+              "repeats images; pass a smaller --batch or add images")
     args.batch_gpu = opts.batch_gpu or batch_gpu_default or batch // gpus
     if args.batch_size % (args.batch_gpu * gpus) != 0:
         raise UserError(f"--batch={batch} must be a multiple of --batch-gpu x --gpus = {args.batch_gpu} x {gpus}")
@@ -339,15 +403,21 @@ def _cuda_in_use(device: Optional[str]) -> bool:
     return (device or "auto") != "cpu" and torch.cuda.is_available()
 
 
-def _run_extrapolate(args: dnnlib.EasyDict, run_dir: str) -> str:
+def _extrapolated_pkl(args: dnnlib.EasyDict) -> bytes:
+    """The extrapolated network pkl's bytes (computed and checked before anything is written)."""
     from stylegan_unlearn.extrapolate import extrapolate
-    from stylegan_unlearn.pkl import save_network_pkl
+    from stylegan_unlearn.pkl import network_pkl_bytes
     from stylegan_unlearn.loop import snapshots
     pretrained = snapshots.load_resume_pkl(args.resume_pkl)
     adapted = [snapshots.load_resume_pkl(p) for p in args.adapted]
     result = extrapolate(pretrained, adapted, args.extrapolate_gamma, params=args.params)
+    return network_pkl_bytes(result, "the extrapolated network")
+
+
+def _write_extrapolated(payload: bytes, args: dnnlib.EasyDict, run_dir: str) -> str:
+    from stylegan_unlearn.fileio import atomic_write_bytes
     path = os.path.join(run_dir, f"extrapolated-gamma{args.extrapolate_gamma:g}.pkl")
-    save_network_pkl(path, result)
+    atomic_write_bytes(path, payload)
     return path
 
 
@@ -383,6 +453,9 @@ def run_training(opts: dnnlib.EasyDict) -> str:
         opts.gpus = env["world_size"]
     desc, args = build_training_options(opts)
     device_type = choose_device_type(opts.device, opts.gpus) if args.get("mode") != "extrapolate" else "cpu"
+    from stylegan_unlearn.fileio import check_writable_dir
+    check_writable_dir(opts.outdir, "--outdir")
+    extrapolated = _extrapolated_pkl(args) if args.get("mode") == "extrapolate" and not opts.dry_run else None
 
     if not os.path.isdir(opts.outdir):
         if opts.dry_run:
@@ -420,8 +493,8 @@ def run_training(opts: dnnlib.EasyDict) -> str:
         import torch
         torch.distributed.barrier()
 
-    if args.get("mode") == "extrapolate":
-        path = _run_extrapolate(args, run_dir)
+    if extrapolated is not None:
+        path = _write_extrapolated(extrapolated, args, run_dir)
         print(f"Wrote {path}")
         return run_dir
 

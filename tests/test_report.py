@@ -85,11 +85,24 @@ def test_report_embedded_images_make_one_file(evaluated, tmp_path):
     assert base64.b64decode(refs[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_report_notes_missing_networks(evaluated, tmp_path):
+def test_report_with_a_missing_extra_network_fails_and_writes_nothing(evaluated, tmp_path):
     out = tmp_path / "report"
-    run_cli(["report", "--eval", evaluated["eval"], "--network", f"extrapolated={tmp_path / 'gone.pkl'}",
-             "--seeds", "0", "--out", out, "--device", "cpu"])
-    assert "gone.pkl not found" in (out / "report.html").read_text()
+    result = run_cli(["report", "--eval", evaluated["eval"], "--network", f"extrapolated={tmp_path / 'gone.pkl'}",
+                      "--seeds", "0", "--out", out, "--device", "cpu"], expect_ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--network extrapolated" in result.output and "gone.pkl' does not exist" in result.output
+    assert not out.exists()
+
+
+def test_report_notes_summary_networks_that_moved(evaluated, tmp_path):
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    summary = json.loads((Path(evaluated["eval"]) / "summary.json").read_text())
+    summary["networks"][1]["path"] = str(tmp_path / "moved.pkl")
+    (eval_dir / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "report"
+    run_cli(["report", "--eval", eval_dir, "--seeds", "0", "--out", out, "--device", "cpu"])
+    assert "moved.pkl not found" in (out / "report.html").read_text()
 
 
 def test_report_without_summary_is_one_clear_line(tmp_path):

@@ -36,6 +36,11 @@ def only_run_dir(outdir, mode):
     return dirs[0]
 
 
+def latest(run_dir):
+    """The run's last network snapshot (ticks below 1 kimg give names with the exact kimg)."""
+    return Path(snapshots.find_latest_snapshot(str(run_dir)))
+
+
 def load(path):
     with open(path, "rb") as f:
         return pickle.load(f)
@@ -69,7 +74,7 @@ def pretrained(data, tmp_path_factory):
     options = json.loads((run_dir / "training_options.json").read_text())
     assert options["G_kwargs"]["z_dim"] == 16 and options["loss_kwargs"]["class_name"] == "training_hooks.StyleGAN2Loss"
     assert "tick 1" in (run_dir / "log.txt").read_text()
-    return run_dir / "network-snapshot-000000.pkl"
+    return latest(run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +87,7 @@ def adapted(data, pretrained, tmp_path_factory):
     assert options["loss_kwargs"]["class_name"] == "training_hooks.EWCLoss"
     assert options["loss_kwargs"]["ewc_lambda"] == 5e8 and options["loss_kwargs"]["params"] == "synthesis"
     assert options["resume_G_from"] == "G_ema" and (run_dir / "fisher.pt").is_file()
-    return run_dir / "network-snapshot-000000.pkl"
+    return latest(run_dir)
 
 
 def _unlearn(data, pretrained, adapted, outdir, *extra):
@@ -105,8 +110,8 @@ def test_adapt_moves_towards_negatives_then_unlearn_repels(data, pretrained, ada
     assert options["resume_G_from"] == "G_ema"  # unlearning starts at θ_G's G_ema, as under the reference loops
 
     d_start = sq_distance(theta_G["G_ema"], theta_N)
-    d_repelled = sq_distance(load(repelled / "network-snapshot-000000.pkl")["G"], theta_N)
-    d_control = sq_distance(load(control / "network-snapshot-000000.pkl")["G"], theta_N)
+    d_repelled = sq_distance(load(latest(repelled))["G"], theta_N)
+    d_control = sq_distance(load(latest(control))["G"], theta_N)
     assert d_repelled > d_start and d_repelled > d_control
 
     stats = [json.loads(line) for line in (repelled / "stats.jsonl").read_text().splitlines()]
@@ -177,9 +182,9 @@ def test_adapted_of_another_architecture_is_refused_before_anything_is_written(d
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
 
 
-def test_regulariser_and_ema_overrides_reach_the_options(data, pretrained, tmp_path):
+def test_regulariser_and_ema_overrides_reach_the_options(data, pretrained, adapted, tmp_path):
     result = invoke(["--mode", "unlearn", "--outdir", tmp_path / "out", "--data", data / "positives.zip",
-                     "--resume", pretrained, "--adapted", pretrained, "--pl-weight", "0", "--style-mixing", "0",
+                     "--resume", pretrained, "--adapted", adapted, "--pl-weight", "0", "--style-mixing", "0",
                      "--ema-kimg", "0.25", "-n"])
     options = json.loads(result.output.split("Training options:")[1].split("\n\n")[0])
     assert options["loss_kwargs"]["pl_weight"] == 0 and options["loss_kwargs"]["style_mixing_prob"] == 0
@@ -191,7 +196,7 @@ def test_two_processes_on_cpu_agree(data, tmp_path):
     run_dir = only_run_dir(tmp_path, "train")
     log = (run_dir / "log.txt").read_text()
     assert "All 2 processes hold identical G, D and G_ema parameters" in log
-    state = snapshots.load_sidecar(str(run_dir / "network-snapshot-000000.pkl"))
+    state = snapshots.load_sidecar(str(latest(run_dir)))
     assert state["num_gpus"] == 2 and state["cur_nimg"] == 8
 
 
@@ -205,9 +210,10 @@ def test_sigkill_then_resume_continues(data, tmp_path):
         deadline = time.time() + 240
         pkl = None
         while time.time() < deadline:
-            found = list(outdir.glob("*/network-snapshot-000000.pkl")) if outdir.exists() else []
-            if found and (snapshots.load_sidecar(str(found[0])) or {}).get("cur_nimg", 0) >= 8:
-                pkl = found[0]
+            runs = list(outdir.iterdir()) if outdir.exists() else []
+            found = snapshots.find_latest_snapshot(str(runs[0])) if runs else None
+            if found and (snapshots.load_sidecar(found) or {}).get("cur_nimg", 0) >= 8:
+                pkl = Path(found)
                 break
             assert proc.poll() is None, "training exited early"
             time.sleep(0.2)
@@ -225,6 +231,7 @@ def test_sigkill_then_resume_continues(data, tmp_path):
     log = (run_dir / "log.txt").read_text()
     assert f"Continuing at kimg {killed_nimg / 1000:.3f}" in log
     assert json.loads((run_dir / "final.json").read_text())["cur_nimg"] == killed_nimg + 8
+    assert not list(pkl.parent.glob(".*.tmp")), "temp files of the killed writes are removed on resume"
 
 
 @pytest.mark.parametrize("case, args, message", [
@@ -274,7 +281,7 @@ def test_adapt_and_unlearn_keep_every_architecture_kwarg_of_the_resume_pkl(data,
     compute in float32 there anyway); an explicit --fp32=1 turns off only the fp16 blocks."""
     invoke(["--outdir", tmp_path / "clamped", "--data", data / "positives.zip", "--kimg", "0.004", "--fp32", "0",
             *TINY, *FAST])
-    pkl = only_run_dir(tmp_path / "clamped", "train") / "network-snapshot-000000.pkl"
+    pkl = latest(only_run_dir(tmp_path / "clamped", "train"))
     stored = load(pkl)["G"].init_kwargs
     assert stored["synthesis_kwargs"]["conv_clamp"] == 256 and stored["synthesis_kwargs"]["num_fp16_res"] == 4
     for extra, fp16_res in (([], 4), (["--fp32", "1"], 0)):

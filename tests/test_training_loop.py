@@ -43,6 +43,11 @@ def data_zip(tmp_path_factory):
     return path
 
 
+def latest(run_dir):
+    """The run's last network snapshot (with ticks below 1 kimg, names carry the exact kimg)."""
+    return snapshots.find_latest_snapshot(str(run_dir))
+
+
 def _adam_steps(opt_state):
     return sorted({int(s["step"]) for s in opt_state["state"].values()})
 
@@ -51,17 +56,22 @@ def test_run_writes_snapshots_logs_and_sidecar(data_zip, tmp_path):
     summary = training_loop(**tiny_args(data_zip, tmp_path))
     assert summary["cur_nimg"] == 16
     names = set(os.listdir(tmp_path))
-    assert {"reals.png", "fakes_init.png", "fakes000000.png", "stats.jsonl", "network-snapshot-000000.pkl",
-            "network-snapshot-000000.pkl.resume.pt"} <= names
+    # Ticks at 4, 12 and 16 images: three snapshots within kimg 0, none overwriting another.
+    assert {"reals.png", "fakes_init.png", "fakes000000.png", "fakes000000.012.png", "fakes000000.016.png",
+            "stats.jsonl", "network-snapshot-000000.pkl", "network-snapshot-000000.pkl.resume.pt",
+            "network-snapshot-000000.012.pkl", "network-snapshot-000000.016.pkl",
+            "network-snapshot-000000.016.pkl.resume.pt"} <= names
+    assert latest(tmp_path) == str(tmp_path / "network-snapshot-000000.016.pkl") == summary["last_snapshot"]
+    assert snapshots.load_sidecar(str(tmp_path / "network-snapshot-000000.pkl"))["cur_nimg"] == 4
     lines = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert len(lines) == 3 and all("timestamp" in line for line in lines)
     assert {"Loss/G/loss", "Loss/D/loss", "Loss/r1_penalty", "Progress/kimg", "Timing/sec_per_kimg"} <= set(lines[-1])
     assert lines[-1]["Progress/kimg"]["mean"] == pytest.approx(0.016)
-    with open(tmp_path / "network-snapshot-000000.pkl", "rb") as f:
+    with open(latest(tmp_path), "rb") as f:
         data = pickle.load(f)
     assert set(data) >= {"G", "D", "G_ema", "augment_pipe", "training_set_kwargs"}
     assert not data["G"].training and not any(p.requires_grad for p in data["G"].parameters())
-    state = snapshots.load_sidecar(str(tmp_path / "network-snapshot-000000.pkl"))
+    state = snapshots.load_sidecar(latest(tmp_path))
     # 4 iterations: Gmain 4 steps (+1 Greg at iteration 0 shares the optimizer), Dmain 4 (+1 Dreg).
     assert state["cur_nimg"] == 16 and state["batch_idx"] == 4
     assert _adam_steps(state["optimizers"]["G"]) == [5] and _adam_steps(state["optimizers"]["D"]) == [5]
@@ -69,7 +79,7 @@ def test_run_writes_snapshots_logs_and_sidecar(data_zip, tmp_path):
 
 def test_ema_tracks_generator(data_zip, tmp_path):
     training_loop(**tiny_args(data_zip, tmp_path, ema_kimg=0))  # beta = 0: G_ema is a copy of G
-    with open(tmp_path / "network-snapshot-000000.pkl", "rb") as f:
+    with open(latest(tmp_path), "rb") as f:
         data = pickle.load(f)
     for (name, p), p_ema in zip(data["G"].named_parameters(), data["G_ema"].parameters()):
         assert torch.equal(p, p_ema), name
@@ -108,11 +118,11 @@ def test_lazy_regularisation_rescales_optimizer():
 def test_resume_continues_counter_and_optimizer(data_zip, tmp_path):
     first = tmp_path / "first"
     training_loop(**tiny_args(data_zip, first))
-    pkl = str(first / "network-snapshot-000000.pkl")
+    pkl = latest(first)
     second = tmp_path / "second"
     summary = training_loop(**tiny_args(data_zip, second, resume_pkl=pkl, total_kimg=0.032))
     assert summary["cur_nimg"] == 32
-    state = snapshots.load_sidecar(str(second / "network-snapshot-000000.pkl"))
+    state = snapshots.load_sidecar(latest(second))
     assert state["batch_idx"] == 8
     # 8 iterations in all: 8 Gmain + 2 Greg steps (iterations 0 and 4), 8 Dmain + 1 Dreg.
     assert _adam_steps(state["optimizers"]["G"]) == [10] and _adam_steps(state["optimizers"]["D"]) == [9]
@@ -122,8 +132,8 @@ def test_resume_continues_counter_and_optimizer(data_zip, tmp_path):
 def test_resume_without_sidecar_starts_fresh_from_weights(data_zip, tmp_path):
     first = tmp_path / "first"
     training_loop(**tiny_args(data_zip, first))
-    pkl = first / "network-snapshot-000000.pkl"
-    os.remove(str(pkl) + snapshots.SIDECAR_SUFFIX)  # like an official pkl
+    pkl = latest(first)
+    os.remove(pkl + snapshots.SIDECAR_SUFFIX)  # like an official pkl
     second = tmp_path / "second"
     summary = training_loop(**tiny_args(data_zip, second, resume_pkl=str(pkl), total_kimg=0.004,
                                         resume_G_from="G_ema"))
@@ -133,7 +143,7 @@ def test_resume_without_sidecar_starts_fresh_from_weights(data_zip, tmp_path):
 def test_resume_rejects_other_architecture(data_zip, tmp_path):
     first = tmp_path / "first"
     training_loop(**tiny_args(data_zip, first, total_kimg=0.004))
-    args = tiny_args(data_zip, tmp_path / "second", resume_pkl=str(first / "network-snapshot-000000.pkl"))
+    args = tiny_args(data_zip, tmp_path / "second", resume_pkl=latest(first))
     args["G_kwargs"]["mapping_kwargs"] = dict(num_layers=3)
     with pytest.raises(ValueError, match="does not match the network being trained"):
         training_loop(**args)
@@ -158,9 +168,9 @@ def test_nan_guard_stops_and_keeps_last_snapshot(data_zip, tmp_path):
                      loss_kwargs=dict(class_name="test_training_loop.NaNAfterLoss", r1_gamma=1, poison_after=20))
     with pytest.raises(NonFiniteError, match="NaN/Inf gradients.*last good snapshot is .*network-snapshot"):
         training_loop(**args)
-    state = snapshots.load_sidecar(str(tmp_path / "network-snapshot-000000.pkl"))
+    state = snapshots.load_sidecar(latest(tmp_path))
     assert 0 < state["cur_nimg"] < 40
-    with open(tmp_path / "network-snapshot-000000.pkl", "rb") as f:
+    with open(latest(tmp_path), "rb") as f:
         data = pickle.load(f)
     assert all(torch.isfinite(p).all() for p in data["G"].parameters())
 
@@ -186,9 +196,9 @@ def test_ada_adjusts_p_and_saves_it(data_zip, tmp_path):
                      augment_kwargs=dict(class_name="stylegan_unlearn.loop.augment.DiffAugment"),
                      ada_target=0.6, ada_interval=1, ada_kimg=0.1)
     training_loop(**args)
-    with open(tmp_path / "network-snapshot-000000.pkl", "rb") as f:
+    with open(latest(tmp_path), "rb") as f:
         p_pkl = float(pickle.load(f)["augment_pipe"].p)
-    state = snapshots.load_sidecar(str(tmp_path / "network-snapshot-000000.pkl"))
+    state = snapshots.load_sidecar(latest(tmp_path))
     assert state["augment_p"] == pytest.approx(p_pkl)
     # Every iteration moves p by ±batch / (ada_kimg * 1000) = ±0.04, clamped at 0.
     steps = p_pkl / 0.04

@@ -10,6 +10,7 @@ generator's main phase (Gmain/Gboth), scaled by `gain` like the main loss, and r
 `Loss/G/ewc`. Defaults are the official code's: λ = 5e8, 32 Fisher samples, synthesis convs from
 8×8 up (``params='synthesis'``).
 """
+import math
 from typing import Optional
 
 import torch
@@ -33,8 +34,8 @@ class EWCPenalty:
     def __init__(self, generator: GeneratorLike, D: torch.nn.Module, device, *, ewc_lambda: float = DEFAULT_EWC_LAMBDA,
                  fisher_samples: int = DEFAULT_FISHER_SAMPLES, params: str = "synthesis",
                  fisher_cache: Optional[str] = None, fisher_seed: int = 0):
-        if not ewc_lambda >= 0:
-            raise ValueError(f"ewc_lambda must be a non-negative number, got {ewc_lambda}")
+        if not (math.isfinite(ewc_lambda) and ewc_lambda >= 0):
+            raise ValueError(f"ewc_lambda must be a finite non-negative number, got {ewc_lambda}")
         device = torch.device(device)
         named = select_params(generator, params)
         require_device(named, device)

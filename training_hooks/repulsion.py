@@ -76,6 +76,10 @@ class RepulsionPenalty:
         adapted = list(adapted or [])
         if not adapted:
             raise ValueError("RepulsionLoss needs at least one adapted network (adapted=[...pkl])")
+        self.form = repulsion
+        self.weight = repulsion_forms.DEFAULT_WEIGHTS[repulsion] if repulsion_weight is None else float(repulsion_weight)
+        self.alpha = repulsion_forms.DEFAULT_ALPHA if alpha is None else float(alpha)
+        repulsion_forms.check_settings(self.weight, self.alpha)
         device = torch.device(device)
         named = select_params(generator, params)
         require_device(named, device)
@@ -87,9 +91,10 @@ class RepulsionPenalty:
             network = load_adapted_generator(source)
             anchors.append([t.detach() for t in gather_aligned(network, self.names, shapes, _describe(source, index))])
         self.anchors = AnchorSet(anchors, mode=distance, device=device, dtype=self.params[0].dtype)
-        self.form = repulsion
-        self.weight = repulsion_forms.DEFAULT_WEIGHTS[repulsion] if repulsion_weight is None else float(repulsion_weight)
-        self.alpha = repulsion_forms.DEFAULT_ALPHA if alpha is None else float(alpha)
+        for index, source in enumerate(adapted):
+            if all(torch.equal(a.to(device=p.device, dtype=p.dtype), p.detach()) for a, p in zip(anchors[index], self.params)):
+                raise ValueError(f"{_describe(source, index)} has the same weights as the network being trained; "
+                                 "the repulsion distance to it would be 0 (pass a network made by --mode=adapt)")
 
     @property
     def num_adapted(self) -> int:

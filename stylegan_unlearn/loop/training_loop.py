@@ -25,7 +25,7 @@ import torch
 import dnnlib
 from stylegan_unlearn import images as image_utils
 from stylegan_unlearn.data import check_dataset_matches_network
-from stylegan_unlearn.fileio import atomic_write_text
+from stylegan_unlearn.fileio import atomic_write_text, remove_orphaned_temp_files
 from stylegan_unlearn.loop import snapshots
 from torch_utils import misc, training_stats
 
@@ -199,6 +199,40 @@ def _load_loss_state(loss: Any, state: Optional[Any], device: torch.device) -> N
         loss.pl_mean.copy_(state["pl_mean"].to(device))
 
 
+def _worker_error(err: BaseException) -> Optional[BaseException]:
+    """The original error of a DataLoader worker, without torch's wrapping traceback; None if not one."""
+    text = str(err)
+    if "in DataLoader worker process" not in text.split("\n", 1)[0]:
+        return None
+    prefix = f"{type(err).__name__}: "
+    last = [line for line in text.splitlines() if line.strip()][-1].strip()
+    if not last.startswith(prefix):
+        return None
+    try:
+        return type(err)(last[len(prefix):])
+    except Exception:
+        return None
+
+
+def _next_batch(iterator: Any) -> Any:
+    """`next(iterator)`; an error raised in a DataLoader worker comes back as its own one-line message."""
+    try:
+        return next(iterator)
+    except Exception as err:
+        original = _worker_error(err)
+        if original is None:
+            raise
+        raise original from None
+
+
+def _remove_temp_files(rank: int, directories: Sequence[str]) -> None:
+    """Delete temp files that a killed run's atomic writes left behind (see `fileio.remove_orphaned_temp_files`)."""
+    for directory in dict.fromkeys(os.path.abspath(d) for d in directories):
+        removed = remove_orphaned_temp_files(directory)
+        if removed:
+            _log(rank, f"Removed {len(removed)} temporary file(s) left in {directory} by an interrupted write")
+
+
 def _optimizer_state_to(state: dict, device: torch.device) -> dict:
     return {k: (_optimizer_state_to(v, device) if isinstance(v, dict) else
                 v.to(device) if isinstance(v, torch.Tensor) and k != "step" else v) for k, v in state.items()}
@@ -265,11 +299,13 @@ def training_loop(
         raise ValueError(f"resume_G_from must be 'G' or 'G_ema', got {resume_G_from!r}")
 
     # Resume state first: it decides where counters and samplers start.
+    if rank == 0:
+        _remove_temp_files(rank, [run_dir] + ([os.path.dirname(resume_pkl) or "."] if resume_pkl else []))
     resume_data, resume_state, has_sidecar = None, None, False
     if resume_pkl is not None:
         resume_data = snapshots.load_resume_pkl(resume_pkl)
-        resume_state = snapshots.load_sidecar(resume_pkl)
-        has_sidecar = resume_state is not None
+        resume_state = snapshots.load_sidecar(resume_pkl, warn=lambda message: _log(rank, f"Warning: {message}"))
+        has_sidecar = os.path.isfile(snapshots.sidecar_path(resume_pkl))  # an ignored one was warned about
         if resume_state is not None and resume_state.get("run_key") != _run_key(training_set_kwargs, loss_kwargs):
             _log(rank, f"'{resume_pkl}' was saved by a run with another loss or dataset; "
                        "starting a new run from its weights at kimg 0")
@@ -414,7 +450,7 @@ def training_loop(
     try:
         while True:
             # Fetch data: one real batch for all phases, latents and labels per phase.
-            phase_real_img, phase_real_c = next(training_set_iterator)
+            phase_real_img, phase_real_c = _next_batch(training_set_iterator)
             phase_real_img = (phase_real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
             phase_real_c = phase_real_c.to(device).split(batch_gpu)
             all_gen_z = torch.randn([len(phases) * batch_size, G.z_dim], device=device)
@@ -486,7 +522,7 @@ def training_loop(
             # Snapshots.
             if rank == 0 and image_snapshot_ticks is not None and (done or cur_tick % image_snapshot_ticks == 0):
                 _save_image_grid(_generate_grid(G_ema, grid_z, grid_c),
-                                 os.path.join(run_dir, f"fakes{cur_nimg // 1000:06d}.png"), grid)
+                                 snapshots.image_grid_path(run_dir, cur_nimg), grid)
             if network_snapshot_ticks is not None and (done or cur_tick % network_snapshot_ticks == 0):
                 if num_gpus > 1:
                     for module in (G, D, G_ema):

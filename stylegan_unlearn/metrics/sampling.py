@@ -10,6 +10,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from stylegan_unlearn.images import check_finite_images
+
 __all__ = ["seed_latents", "seed_classes", "seed_labels", "generate_images", "quantize", "generate_all"]
 
 
@@ -43,7 +45,11 @@ def seed_labels(seeds: Sequence[int], c_dim: int, class_idx: Optional[int] = Non
 
 
 def quantize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 NCHW from [−1, 1] floats exactly as the reference metrics do: (x·127.5 + 128) clamped, truncated."""
+    """uint8 NCHW from [−1, 1] floats exactly as the reference metrics do: (x·127.5 + 128) clamped, truncated.
+
+    Refuses (ValueError) NaN/Inf values, which would otherwise become black pixels.
+    """
+    check_finite_images(images.detach())
     return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
@@ -62,8 +68,9 @@ def generate_images(G: torch.nn.Module, seeds: Sequence[int], batch_size: int = 
         batch = seeds[start:start + batch_size]
         z = seed_latents(batch, int(G.z_dim)).to(device)
         c = labels_all[start:start + batch_size].to(device)
-        images = G(z, c, truncation_psi=truncation_psi, noise_mode=noise_mode, **extra)
-        yield batch, images.float().cpu()
+        images = G(z, c, truncation_psi=truncation_psi, noise_mode=noise_mode, **extra).float().cpu()
+        check_finite_images(images)
+        yield batch, images
 
 
 def generate_all(G: torch.nn.Module, seeds: Sequence[int], **kwargs) -> torch.Tensor:

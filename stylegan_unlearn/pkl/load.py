@@ -12,7 +12,7 @@ from stylegan_unlearn.pkl import families
 from stylegan_unlearn.pkl.errors import NetworkPklError, NetworkPklNotFoundError
 from stylegan_unlearn.pkl.safe_unpickler import PersistentRecord, REFUSAL_HINT, safe_load
 
-__all__ = ["load_network_pkl", "load_generator", "describe_network", "NETWORK_KEYS"]
+__all__ = ["load_network_pkl", "load_generator", "describe_network", "check_network_file", "NETWORK_KEYS"]
 
 NETWORK_KEYS = ("G", "D", "G_ema")
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -30,6 +30,8 @@ def _open(path_or_url: Union[PathOrUrl, IO[bytes]]) -> Tuple[IO[bytes], str]:
     try:
         f = dnnlib.util.open_url(label, verbose=False)
     except FileNotFoundError as err:
+        if os.path.isdir(label):
+            raise NetworkPklError(f"{label} is a directory; give the path of a network .pkl file") from err
         raise NetworkPklNotFoundError(f"network pickle {label} does not exist; check the path") from err
     except IsADirectoryError as err:
         raise NetworkPklError(f"{label} is a directory; give the path of a network .pkl file") from err
@@ -38,6 +40,15 @@ def _open(path_or_url: Union[PathOrUrl, IO[bytes]]) -> Tuple[IO[bytes], str]:
     if not f.seekable():
         f = io.BytesIO(f.read())
     return f, label
+
+
+def check_network_file(path: PathOrUrl, what: str = "network pickle") -> None:
+    """Raise a one-sentence error unless local `path` is an existing file (`what` names the option)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise NetworkPklError(f"{what} '{path}' is a directory; give the path of a network .pkl file")
+    if not os.path.isfile(path):
+        raise NetworkPklNotFoundError(f"{what} '{path}' does not exist; check the path")
 
 
 def _check_header(f: IO[bytes], label: str) -> None:

@@ -1,8 +1,9 @@
 """`save_network_pkl`: write a snapshot dict that the official StyleGAN tools load (spec §2.8)."""
 import copy
+import io
 import os
 import pickle
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ from stylegan_unlearn.pkl.errors import NetworkPklError
 from stylegan_unlearn.pkl.load import NETWORK_KEYS
 from stylegan_unlearn.pkl.safe_unpickler import PersistentRecord
 
-__all__ = ["save_network_pkl", "PICKLE_PROTOCOL"]
+__all__ = ["save_network_pkl", "network_pkl_bytes", "PICKLE_PROTOCOL"]
 
 PICKLE_PROTOCOL = 4
 _KEY_ORDER = ("G", "D", "G_ema", "augment_pipe", "training_set_kwargs")
@@ -52,22 +53,39 @@ def _snapshot_value(value: Any, key: str) -> Any:
     raise NetworkPklError(f"cannot save {key}: it is a {type(value).__name__}, not a network module")
 
 
-def save_network_pkl(path: Union[str, "os.PathLike[str]"], data: Dict[str, Any]) -> None:
-    """Write `data` (`G`, `D`, `G_ema`, optional `augment_pipe`, `training_set_kwargs`) as a network pickle.
+def _non_finite(module: torch.nn.Module) -> Optional[str]:
+    """'N of M values (e.g. NAME)' when the module's float parameters or buffers hold NaN/Inf, else None."""
+    bad, total, first = 0, 0, None
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        if not tensor.is_floating_point():
+            continue
+        count = int((~torch.isfinite(tensor.detach())).sum())
+        total += tensor.numel()
+        if count:
+            bad += count
+            first = first or name
+    return None if not bad else f"{bad:,} of its {total:,} values are NaN or infinite (e.g. '{first}')"
 
-    Modules are deep-copied to the CPU in eval mode without gradients, numpy scalars become Python
-    numbers, records kept from a safe load are written back unchanged, and the file is written
-    atomically with pickle protocol 4, so a crash never leaves a truncated pickle behind.
+
+def network_pkl_bytes(data: Dict[str, Any], label: str = "the network pickle") -> bytes:
+    """The bytes `save_network_pkl` writes for `data` (see there); `label` names the target in errors.
+
+    Refuses (NetworkPklError) networks with NaN or infinite parameters or buffers: such a pkl would load
+    and silently produce black or garbage images everywhere it is used.
     """
     if not isinstance(data, dict):
         raise NetworkPklError(f"save_network_pkl expects a dict of networks, got {type(data).__name__}")
     missing = [key for key in NETWORK_KEYS if data.get(key) is None]
     if missing:
-        raise NetworkPklError(f"cannot save {os.fspath(path)}: {', '.join(missing)} missing; the official "
+        raise NetworkPklError(f"cannot save {label}: {', '.join(missing)} missing; the official "
                               f"legacy.load_network_pkl needs G, D and G_ema")
     tsk = data.get("training_set_kwargs")
     if tsk is not None and not isinstance(tsk, dict):
         raise NetworkPklError(f"training_set_kwargs must be a dict or None, got {type(tsk).__name__}")
+    for key, value in data.items():
+        problem = _non_finite(value) if isinstance(value, torch.nn.Module) else None
+        if problem:
+            raise NetworkPklError(f"refusing to write {label}: {key} is broken, {problem}; nothing was written")
     snapshot: Dict[str, Any] = {}
     for key in _KEY_ORDER[:4]:
         snapshot[key] = _snapshot_value(data.get(key), key)
@@ -75,5 +93,19 @@ def save_network_pkl(path: Union[str, "os.PathLike[str]"], data: Dict[str, Any])
     for key, value in data.items():
         if key not in snapshot:
             snapshot[key] = _snapshot_value(value, key) if isinstance(value, torch.nn.Module) else value
+    buffer = io.BytesIO()
+    pickle.dump(snapshot, buffer, protocol=PICKLE_PROTOCOL)
+    return buffer.getvalue()
+
+
+def save_network_pkl(path: Union[str, "os.PathLike[str]"], data: Dict[str, Any]) -> None:
+    """Write `data` (`G`, `D`, `G_ema`, optional `augment_pipe`, `training_set_kwargs`) as a network pickle.
+
+    Modules are deep-copied to the CPU in eval mode without gradients, numpy scalars become Python
+    numbers, records kept from a safe load are written back unchanged, and the file is written
+    atomically with pickle protocol 4, so a crash never leaves a truncated pickle behind. Networks with
+    NaN/Inf values are refused and nothing is written.
+    """
+    payload = network_pkl_bytes(data, os.fspath(path))
     with atomic_write(path, "wb") as f:
-        pickle.dump(snapshot, f, protocol=PICKLE_PROTOCOL)
+        f.write(payload)
