@@ -18,6 +18,10 @@ Distances (`distance`), against K ≥ 1 anchor parameter sets θ_N^1..θ_N^K, ov
   * ``'tensor-mean'`` — the official code's per-tensor normalisation, averaged over the K anchors:
     d = mean_k (1/P) Σ_p mean_elements (θ_p − θ_N,p^k)², so that every tensor weighs the same
     whatever its size.
+  * ``'relative'`` — the paper's ``'l2'`` measured in units of the starting distance:
+    d = mean_k ‖θ − θ_N^k‖² / mean_k ‖θ_start − θ_N^k‖², so d = 1 where unlearning starts (θ_G), for any
+    network size, K or parameter selection. EL2's α then says how many starting distances the push
+    lasts, and the per-element force follows how far Stage 1 moved each element.
   * ``'official'`` — exactly the official code's d: (K/2)·(1/P)·Σ_p Σ_k mean_elements (θ_p − θ_N,p^k)²,
     which is K²/2 × ``tensor-mean`` (½ at K = 1, 12.5 at its K = 5). Its weights and α (EL2 weight 100
     with α = 1 in the official MNIST runs) mean what they meant there only with this distance.
@@ -38,7 +42,7 @@ __all__ = [
 ]
 
 PARAM_MODES = ("synthesis", "all")
-DISTANCE_MODES = ("l2", "tensor-mean", "official")
+DISTANCE_MODES = ("l2", "tensor-mean", "official", "relative")
 
 _SG2_SYNTHESIS_CONV = re.compile(r"^synthesis\.b(\d+)\.conv[01]\.")
 _SG3_SYNTHESIS_LAYER = re.compile(r"^synthesis\.L(\d+)_")
@@ -123,7 +127,7 @@ def _tensor_weights(shapes: Sequence[torch.Size], mode: str, num_anchors: int) -
     """Per-tensor weights w_p of d = mean_k Σ_p w_p ‖θ_p − θ_N,p^k‖² for distance `mode`."""
     if mode not in DISTANCE_MODES:
         raise ValueError(f"unknown distance {mode!r}; use one of {', '.join(DISTANCE_MODES)}")
-    if mode == "l2":
+    if mode in ("l2", "relative"):
         return [1.0] * len(shapes)
     scale = num_anchors ** 2 / 2 if mode == "official" else 1.0
     count = len(shapes)
@@ -135,10 +139,12 @@ class AnchorSet:
 
     `anchors` is a list over the K networks of lists of tensors, each aligned with the parameters
     the distance will later be measured for. Tensors are copied, detached, onto `device`.
+    `reference` (the starting parameters) is required by the ``'relative'`` distance, whose unit it sets.
     """
 
     def __init__(self, anchors: Sequence[Sequence[torch.Tensor]], mode: str = "l2",
-                 device: Union[torch.device, str, None] = None, dtype: Optional[torch.dtype] = None):
+                 device: Union[torch.device, str, None] = None, dtype: Optional[torch.dtype] = None,
+                 reference: Optional[Sequence[torch.Tensor]] = None):
         if not anchors:
             raise ValueError("need at least one anchor network (K >= 1)")
         sizes = {len(a) for a in anchors}
@@ -162,6 +168,18 @@ class AnchorSet:
                 means.append(mu.to(device=device or anchors[0][p].device, dtype=target_dtype).contiguous())
         self.means = means
         self.spread = spread
+        self.unit = 1.0
+        if mode == "relative":
+            if reference is None:
+                raise ValueError("the 'relative' distance needs the starting parameters (reference=...)")
+            with torch.no_grad():
+                unit = float(self.distance(reference))
+            if not unit > 0:
+                raise ValueError("the starting parameters coincide with the adapted networks; the 'relative' "
+                                 "distance has no unit (pass networks made by --mode=adapt)")
+            self.weights = [w / unit for w in self.weights]
+            self.spread /= unit
+            self.unit = unit
 
     def distance(self, params: Sequence[torch.Tensor]) -> torch.Tensor:
         """d(θ) averaged over the K anchors; a differentiable scalar."""
@@ -169,9 +187,9 @@ class AnchorSet:
 
 
 def distance(params: Sequence[torch.Tensor], anchors: Sequence[Sequence[torch.Tensor]],
-             mode: str = "l2") -> torch.Tensor:
-    """d(θ, {θ_N^k}) for `mode` in ``'l2'`` / ``'tensor-mean'`` / ``'official'`` (see the module docstring)."""
-    return AnchorSet(anchors, mode, device=params[0].device if params else None).distance(params)
+             mode: str = "l2", reference: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
+    """d(θ, {θ_N^k}) for `mode` in `DISTANCE_MODES` (see the module docstring); `reference` as for `AnchorSet`."""
+    return AnchorSet(anchors, mode, device=params[0].device if params else None, reference=reference).distance(params)
 
 
 def require_device(named: Sequence[Tuple[str, torch.Tensor]], device: torch.device) -> None:

@@ -565,7 +565,7 @@ def run_training(opts: dnnlib.EasyDict) -> str:
               help="Repulsion form (unlearn)")
 @click.option("--repulsion-weight", type=float, help="Repulsion weight γ (unlearn) [default: the form's]")
 @click.option("--alpha", type=float, help="EL2 sharpness α (unlearn) [default: the form's]")
-@click.option("--distance", type=click.Choice(["l2", "tensor-mean", "official"]), default="tensor-mean",
+@click.option("--distance", type=click.Choice(["l2", "tensor-mean", "official", "relative"]), default="tensor-mean",
               show_default=True,
               help="Parameter distance for the repulsion (unlearn): l2 = paper's sum of squares, tensor-mean = "
                    "mean of per-tensor mean squares, official = the official code's d (K²/2 × tensor-mean)")

@@ -153,3 +153,18 @@ def test_official_distance_is_the_official_codes_formula(k):
     assert P.distance(theta, anchors, mode="official").item() == pytest.approx(official, rel=1e-5)
     tensor_mean = P.distance(theta, anchors, mode="tensor-mean").item()
     assert P.distance(theta, anchors, mode="official").item() == pytest.approx(tensor_mean * k * k / 2, rel=1e-5)
+
+
+def test_relative_distance_is_one_at_the_start_and_in_units_of_it():
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(5, generator=gen), torch.randn(2, 2, generator=gen)]
+    anchors = [[t + 0.1 * torch.randn(t.shape, generator=gen) for t in start] for _ in range(3)]
+    unit = P.distance(start, anchors, mode="l2").item()
+    assert P.distance(start, anchors, mode="relative", reference=start).item() == pytest.approx(1.0, rel=1e-6)
+    moved = [t + 0.3 for t in start]
+    expected = P.distance(moved, anchors, mode="l2").item() / unit
+    assert P.distance(moved, anchors, mode="relative", reference=start).item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="starting parameters"):
+        P.distance(start, anchors, mode="relative")
+    with pytest.raises(ValueError, match="coincide"):
+        P.distance(start, [start], mode="relative", reference=start)

@@ -90,7 +90,8 @@ class RepulsionPenalty:
         for index, source in enumerate(adapted):
             network = load_adapted_generator(source)
             anchors.append([t.detach() for t in gather_aligned(network, self.names, shapes, _describe(source, index))])
-        self.anchors = AnchorSet(anchors, mode=distance, device=device, dtype=self.params[0].dtype)
+        self.anchors = AnchorSet(anchors, mode=distance, device=device, dtype=self.params[0].dtype,
+                                 reference=[p.detach() for p in self.params])
         for index, source in enumerate(adapted):
             if all(torch.equal(a.to(device=p.device, dtype=p.dtype), p.detach()) for a, p in zip(anchors[index], self.params)):
                 raise ValueError(f"{_describe(source, index)} has the same weights as the network being trained; "
