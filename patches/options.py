@@ -39,7 +39,7 @@ OPTIONS: Tuple[UnlearnOption, ...] = (
                   "help='Weight of the repulsion term', type=float", "repulsion_weight"),
     UnlearnOption("--alpha", "alpha", "help='EL2 sharpness alpha in exp(-alpha*d)', type=float", "alpha"),
     UnlearnOption("--distance", "distance",
-                  "help='Parameter distance', type=click.Choice(['l2', 'tensor-mean', 'official'])", "distance"),
+                  "help='Parameter distance', type=click.Choice(['relative', 'l2', 'tensor-mean', 'official'])", "distance"),
     UnlearnOption("--ewc-lambda", "ewc_lambda", "help='EWC weight lambda for --mode=adapt', type=float",
                   "ewc_lambda"),
     UnlearnOption("--fisher-samples", "fisher_samples",

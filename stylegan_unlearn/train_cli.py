@@ -563,12 +563,15 @@ def run_training(opts: dnnlib.EasyDict) -> str:
                    "[default: synthesis for adapt, all otherwise, as in the official code]")
 @click.option("--repulsion", type=click.Choice(["il2", "nl2", "el2"]), default="el2", show_default=True,
               help="Repulsion form (unlearn)")
-@click.option("--repulsion-weight", type=float, help="Repulsion weight γ (unlearn) [default: the form's]")
-@click.option("--alpha", type=float, help="EL2 sharpness α (unlearn) [default: the form's]")
-@click.option("--distance", type=click.Choice(["l2", "tensor-mean", "official", "relative"]), default="tensor-mean",
+@click.option("--repulsion-weight", type=float,
+              help="Repulsion weight w (unlearn) [default: per form and distance: relative/l2 el2 10, nl2 0.1, "
+                   "il2 1; official/tensor-mean el2 100, nl2 1, il2 10]")
+@click.option("--alpha", type=float, help="EL2 sharpness α (unlearn) [default: relative/l2 0.1; official/tensor-mean 1]")
+@click.option("--distance", type=click.Choice(["relative", "l2", "tensor-mean", "official"]), default="relative",
               show_default=True,
-              help="Parameter distance for the repulsion (unlearn): l2 = paper's sum of squares, tensor-mean = "
-                   "mean of per-tensor mean squares, official = the official code's d (K²/2 × tensor-mean)")
+              help="Parameter distance for the repulsion (unlearn): relative = ‖θ−θ_N‖² in units of its value at the "
+                   "start; l2 = the paper's sum of squares; tensor-mean = mean of per-tensor mean squares; official "
+                   "= the official code's d (K²/2 × tensor-mean), whose default weights reproduce its strength")
 @click.option("--extrapolate-gamma", type=float, default=1.0, show_default=True,
               help="γ of θ_G + γ(θ_G − mean θ_N) (extrapolate)")
 @click.option("--metrics", default="none", show_default=True, metavar="LIST",
@@ -587,8 +590,8 @@ def train_command(**kwargs) -> None:
     Defaults of adapt/unlearn (the official recipe, printed by each run): batch 16, lr 0.002,
     gamma 10, path-length weight 2, style mixing 0.9, EMA 5 kimg at batch 16, no augmentation,
     both start from the pkl's G_ema; adapt: 32 kimg (2000 steps), EWC on synthesis layers,
-    λ 5e8, 32 Fisher samples; unlearn: 16 kimg (1000 steps), repulsion on all G parameters with
-    the tensor-mean distance. Both take the architecture from
+    λ 5e8, 32 Fisher samples; unlearn: 16 kimg (1000 steps), EL2 repulsion on all G parameters
+    (relative distance, w 10, α 0.1; --distance official for the official strength). Both take the architecture from
     --resume; --resume on a snapshot of the same kind of run (same loss and data) with its
     .resume.pt sidecar continues that run (kimg, optimizers, EMA, augmentation).
     """

@@ -2,10 +2,9 @@
 
 The term pushes the generator away from K ≥ 1 adapted ("negative") networks θ_N^1..θ_N^K:
   * ``il2`` = w / d,  ``nl2`` = −w·d,  ``el2`` = w·exp(−α·d)   (`stylegan_unlearn.repulsion`)
-  * d over the selected parameters, averaged over the K networks, either ``l2`` (the paper's
-    Σ(θ − θ_N)²) or ``tensor-mean`` (the official code's per-tensor mean squared difference
-    averaged over tensors; the official code further multiplies by K²/2 — see
-    `stylegan_unlearn.params` for how to convert its hyper-parameters).
+  * d over the selected parameters, averaged over the K networks: ``relative`` (the paper's
+    Σ(θ − θ_N)² in units of its value at the start, the default), ``l2``, ``tensor-mean`` or
+    ``official`` (exactly the official code's d) — see `stylegan_unlearn.params`.
 The adapted networks' **G_ema** weights are used (as the official code reads `g_ema`), loaded once,
 reduced to their mean and spread on the device, and never read from disk again. The term is
 added to the generator's main phase (Gmain/Gboth), scaled by `gain`, and reported as
@@ -13,9 +12,9 @@ added to the generator's main phase (Gmain/Gboth), scaled by `gain`, and reporte
 pass the `--resume` pkl) G first takes that pkl's G_ema, where the method starts unlearning
 (`training_hooks.start`).
 
-Defaults follow the official code's settings: EL2 with weight 100 (the hard-coded official EL2
-weight) and α = 1 (its MNIST run), distance ``tensor-mean`` (the normalisation those values were
-tuned for), all generator parameters repelled (``params='all'``).
+Defaults: EL2 on the ``relative`` distance with w = 10 and α = 0.1 (measured on MNIST), all generator
+parameters repelled (``params='all'``) as in the official code; with ``distance='official'`` the
+default weights are the official code's (`stylegan_unlearn.repulsion.default_weight`).
 """
 import os
 from typing import Any, List, Mapping, Optional, Sequence, Union
@@ -31,7 +30,7 @@ from training_hooks.start import start_at_g_ema
 
 __all__ = ["RepulsionPenalty", "RepulsionLoss", "load_adapted_generator"]
 
-DEFAULT_DISTANCE = "tensor-mean"
+DEFAULT_DISTANCE = repulsion_forms.DEFAULT_DISTANCE
 DEFAULT_PARAMS = "all"
 
 AdaptedSource = Union[str, "os.PathLike[str]", torch.nn.Module, Mapping[str, Any]]
@@ -77,8 +76,9 @@ class RepulsionPenalty:
         if not adapted:
             raise ValueError("RepulsionLoss needs at least one adapted network (adapted=[...pkl])")
         self.form = repulsion
-        self.weight = repulsion_forms.DEFAULT_WEIGHTS[repulsion] if repulsion_weight is None else float(repulsion_weight)
-        self.alpha = repulsion_forms.DEFAULT_ALPHA if alpha is None else float(alpha)
+        self.weight = (repulsion_forms.default_weight(repulsion, distance) if repulsion_weight is None
+                       else float(repulsion_weight))
+        self.alpha = repulsion_forms.default_alpha(distance) if alpha is None else float(alpha)
         repulsion_forms.check_settings(self.weight, self.alpha)
         device = torch.device(device)
         named = select_params(generator, params)
@@ -116,9 +116,9 @@ class RepulsionLoss(StyleGAN2Loss):
     """StyleGAN2Loss (ADA signature) + repulsion from the `adapted` networks.
 
     Extra keyword arguments (all JSON-serialisable): `adapted` (list of pkl paths, K ≥ 1),
-    `repulsion` ('il2' | 'nl2' | 'el2', default 'el2'), `repulsion_weight` (w; default per form:
-    il2 10, nl2 1, el2 100), `alpha` (EL2, default 1), `distance` ('l2' | 'tensor-mean', default
-    'tensor-mean'), `params` ('synthesis' | 'all', default 'all'), `start_from` (a pkl whose G_ema
+    `repulsion` ('il2' | 'nl2' | 'el2', default 'el2'), `repulsion_weight` (w; default per form and
+    distance), `alpha` (EL2; default per distance), `distance` ('relative' | 'l2' | 'tensor-mean' |
+    'official', default 'relative'), `params` ('synthesis' | 'all', default 'all'), `start_from` (a pkl whose G_ema
     G starts at; None keeps G as handed over).
     """
 
