@@ -21,6 +21,13 @@ def test_demo_fast_runs_end_to_end(tmp_path):
     assert abs(sum(original["shares"].values()) - 1) < 1e-6
     assert (outdir / "report" / "report.html").is_file()
     assert (outdir / "samples" / "negatives.zip").is_file()
+    # K = 2 adapted models, each on its own negatives, both repelled from, and their shares reported.
+    assert (outdir / "samples" / "negatives-1.zip").is_file() and (outdir / "samples" / "negatives-2.zip").is_file()
+    assert len(summary["adapted"]) == 2 and len(summary["adapted_shares"]) == 2
+    assert all(0 <= share <= 1 for share in summary["adapted_shares"])
+    assert "θ_N1:" in result.output and "θ_N2:" in result.output
+    unlearn_options = json.loads(next((outdir / "unlearn").glob("*/training_options.json")).read_text())
+    assert len(unlearn_options["loss_kwargs"]["adapted"]) == 2
 
 
 def test_demo_rejects_a_missing_network(tmp_path):
