@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from stylegan_unlearn.classifier import Classifier, load_classifier, parse_resize
+from tiny import tiny_network_pkl
 
 
 # ------------------------------------------------------------------------------------------ stand-ins
@@ -79,31 +80,6 @@ def write_standins(directory: Path) -> dict:
         "float_detector": save_script(FloatFeatures(), directory / "float_features.pt"),
         "reference_detector": save_script(ReferenceStyleFeatures(), directory / "reference_features.pt"),
     }
-
-
-def tiny_generator(resolution: int = 16, channels: int = 3, c_dim: int = 0, seed: int = 0):
-    """A randomly initialised StyleGAN2 generator small enough for CPU tests."""
-    from stylegan_unlearn.networks.stylegan2 import Generator
-
-    torch.manual_seed(seed)
-    G = Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=resolution, img_channels=channels,
-                  mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
-    return G.eval().requires_grad_(False)
-
-
-def tiny_network_pkl(path: Path, **kwargs) -> str:
-    """Write a tiny generator as a reference-layout network pkl ({G, D, G_ema, ...})."""
-    import copy
-
-    from stylegan_unlearn.networks.stylegan2 import Discriminator
-    from stylegan_unlearn.pkl import save_network_pkl
-
-    G = tiny_generator(**kwargs)
-    D = Discriminator(c_dim=G.c_dim, img_resolution=G.img_resolution, img_channels=G.img_channels,
-                      channel_base=128, channel_max=16)
-    save_network_pkl(str(path), {"G": G, "D": D, "G_ema": copy.deepcopy(G), "augment_pipe": None,
-                                 "training_set_kwargs": None})
-    return str(path)
 
 
 @pytest.fixture(scope="module")

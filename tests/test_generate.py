@@ -7,14 +7,13 @@ from PIL import Image
 
 from stylegan_unlearn.cli import main as cli_main
 from stylegan_unlearn.images import to_uint8
-from stylegan_unlearn.networks.stylegan2 import Discriminator, Generator
 from stylegan_unlearn.pkl import save_network_pkl
+from tiny import WIDE, tiny_discriminator, tiny_generator
 
 
 def _network_pkl(tmp_path, c_dim=0):
-    G = Generator(z_dim=8, w_dim=8, c_dim=c_dim, img_resolution=16, img_channels=3,
-                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=128, channel_max=16))
-    D = Discriminator(c_dim=c_dim, img_resolution=16, img_channels=3, channel_base=128, channel_max=16)
+    G = tiny_generator(c_dim=c_dim, img_channels=3, **WIDE)
+    D = tiny_discriminator(c_dim=c_dim, img_channels=3, **WIDE)
     with torch.no_grad():
         G.mapping.w_avg.normal_()
     path = tmp_path / f"net{c_dim}.pkl"

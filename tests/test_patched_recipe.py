@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from patches import patcher
 from standin_checkouts import TRAIN_PY
 from stylegan_unlearn import recipe
-from tiny_pkls import write_adapted, write_other_architecture, write_pretrained
+from tiny import write_adapted, write_other_architecture, write_pretrained
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Options each stand-in needs in every run (stylegan3 requires --gpus, --batch and --gamma).

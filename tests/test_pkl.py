@@ -18,6 +18,7 @@ from stylegan_unlearn.pkl import (NetworkPklError, PersistentRecord, describe_ne
                                   load_network_pkl, save_network_pkl)
 from stylegan_unlearn.pkl import families
 from stylegan_unlearn.pkl.safe_unpickler import SafeUnpickler
+from tiny import WIDE, tiny_discriminator, tiny_generator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SYNTHESIS = dict(channel_base=128, channel_max=16)
@@ -33,9 +34,8 @@ def _perturb(net: torch.nn.Module) -> torch.nn.Module:
 
 
 def make_networks(c_dim: int = 0, img_channels: int = 1, synthesis_kwargs=None):
-    G = Generator(z_dim=8, w_dim=8, c_dim=c_dim, img_resolution=16, img_channels=img_channels,
-                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(synthesis_kwargs or SYNTHESIS))
-    D = Discriminator(c_dim=c_dim, img_resolution=16, img_channels=img_channels, channel_base=128, channel_max=16)
+    G = tiny_generator(c_dim=c_dim, img_channels=img_channels, **dict(synthesis_kwargs or SYNTHESIS))
+    D = tiny_discriminator(c_dim=c_dim, img_channels=img_channels, **WIDE)
     return _perturb(G).eval(), _perturb(D).eval()
 
 

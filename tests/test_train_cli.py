@@ -173,7 +173,7 @@ def test_dry_run_prints_each_recipe_choice_and_a_note_against_the_mode(data, pre
 
 
 def test_adapted_of_another_architecture_is_refused_before_anything_is_written(data, pretrained, tmp_path):
-    from tiny_pkls import write_other_architecture
+    from tiny import write_other_architecture
     other = write_other_architecture(tmp_path / "other.pkl")
     result = invoke(["--mode", "unlearn", "--outdir", tmp_path / "out", "--data", data / "positives.zip",
                      "--resume", pretrained, "--adapted", other], expect_ok=False)
