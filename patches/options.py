@@ -101,7 +101,7 @@ def loss_overrides(opts: Mapping[str, Any], flavour: str) -> Dict[str, Any]:
 
 def _check_networks(resume: str, adapted: Sequence[str]) -> None:
     """The --resume network exists and every --adapted one has its architecture (before anything is written)."""
-    from stylegan_unlearn.architecture import check_adapted_networks  # imported late: needs torch
+    from stylegan_unlearn.method.architecture import check_adapted_networks  # imported late: needs torch
     try:
         check_adapted_networks(resume, adapted)
     except (ValueError, OSError) as err:

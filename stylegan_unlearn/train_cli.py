@@ -90,7 +90,7 @@ def _check_adapted(paths: List[str], resume_path: str, resume: Dict[str, Any], p
     """Each --adapted pkl must load, match the --resume architecture and differ from it (else d = 0)."""
     import torch
 
-    from stylegan_unlearn.params import gather_aligned, select_params
+    from stylegan_unlearn.method.params import gather_aligned, select_params
     for path in paths:
         if os.path.samefile(path, resume_path):
             raise UserError(f"--adapted '{path}' is the --resume network itself; pass a network made by "
@@ -208,7 +208,7 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
         check_network_file(opts.resume, "--resume network")
         resume = _load_network_option(opts.resume, "--resume")
     if opts.adapted and resume is not None:
-        from stylegan_unlearn.architecture import check_adapted_networks
+        from stylegan_unlearn.method.architecture import check_adapted_networks
         check_adapted_networks(opts.resume, opts.adapted, resume_G=resume["G"])
         _check_adapted(opts.adapted, opts.resume, resume, params)
 
@@ -405,7 +405,7 @@ def _cuda_in_use(device: Optional[str]) -> bool:
 
 def _extrapolated_pkl(args: dnnlib.EasyDict) -> bytes:
     """The extrapolated network pkl's bytes (computed and checked before anything is written)."""
-    from stylegan_unlearn.extrapolate import extrapolate
+    from stylegan_unlearn.method.extrapolate import extrapolate
     from stylegan_unlearn.pkl import network_pkl_bytes
     from stylegan_unlearn.loop import snapshots
     pretrained = snapshots.load_resume_pkl(args.resume_pkl)

@@ -3,8 +3,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from stylegan_unlearn.extrapolate import extrapolate, extrapolate_command
-from stylegan_unlearn.params import select_names
+from stylegan_unlearn.method.extrapolate import extrapolate, extrapolate_command
+from stylegan_unlearn.method.params import select_names
 from tiny import tiny_discriminator
 from tiny import tiny_generator as _tiny_generator
 

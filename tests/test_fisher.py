@@ -4,9 +4,9 @@ import warnings
 import pytest
 import torch
 
-from stylegan_unlearn import fisher as fisher_mod
-from stylegan_unlearn.fisher import compute_fisher, load_fisher, load_or_compute_fisher
-from stylegan_unlearn.params import select_params
+from stylegan_unlearn.method import fisher as fisher_mod
+from stylegan_unlearn.method.fisher import compute_fisher, load_fisher, load_or_compute_fisher
+from stylegan_unlearn.method.params import select_params
 from tiny import FakeDDP, tiny_networks
 
 

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from stylegan_unlearn.cli import main as cli_main
 from stylegan_unlearn.data import ImageDataset
-from stylegan_unlearn.extrapolate import extrapolate
-from stylegan_unlearn.repulsion import check_settings
+from stylegan_unlearn.method.extrapolate import extrapolate
+from stylegan_unlearn.method.repulsion import check_settings
 import test_train_cli
 from tiny import sampling_generator, tiny_network_pkl
 from test_train_cli import FAST, invoke

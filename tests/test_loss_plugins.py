@@ -8,7 +8,7 @@ import dnnlib
 import training_hooks
 import training_hooks.sg3 as sg3
 from stylegan_unlearn.networks.stylegan2 import Discriminator, Generator
-from stylegan_unlearn.params import select_params
+from stylegan_unlearn.method.params import select_params
 from tiny import FakeDDP
 from tiny import tiny_networks as _tiny_networks
 from torch_utils import training_stats

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from stylegan_unlearn import params as P
+from stylegan_unlearn.method import params as P
 from tiny import FakeDDP
 
 

@@ -5,7 +5,7 @@ Penalty (Li et al. 2020, as the official Adapt-then-Unlearn code uses it):
 with θ_G the generator's parameters when the loss is constructed, after `start_from` (the
 `--resume` pkl) has put its G_ema there: the method anchors at G_ema, while the reference loops
 resume G from the pkl's `G` (`training_hooks.start`). F is the diagonal Fisher of
-`stylegan_unlearn.fisher`, estimated once here (or read from `fisher_cache`). It is added to the
+`stylegan_unlearn.method.fisher`, estimated once here (or read from `fisher_cache`). It is added to the
 generator's main phase (Gmain/Gboth), scaled by `gain` like the main loss, and reported as
 `Loss/G/ewc`. Defaults are the official code's: λ = 5e8, 32 Fisher samples, synthesis convs from
 8×8 up (``params='synthesis'``).
@@ -17,8 +17,8 @@ import torch
 
 from torch_utils import training_stats
 
-from stylegan_unlearn.fisher import load_or_compute_fisher
-from stylegan_unlearn.params import GeneratorLike, require_device, select_params, unwrap, weighted_sq_distance
+from stylegan_unlearn.method.fisher import load_or_compute_fisher
+from stylegan_unlearn.method.params import GeneratorLike, require_device, select_params, unwrap, weighted_sq_distance
 from training_hooks.loss import StyleGAN2Loss
 from training_hooks.start import start_at_g_ema
 

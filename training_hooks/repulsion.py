@@ -1,11 +1,11 @@
 """`RepulsionLoss`: the reference StyleGAN2 loss plus the repulsion term of the unlearning stage.
 
 The term pushes the generator away from K ≥ 1 adapted ("negative") networks θ_N^1..θ_N^K:
-  * ``il2`` = w / d,  ``nl2`` = −w·d,  ``el2`` = w·exp(−α·d)   (`stylegan_unlearn.repulsion`)
+  * ``il2`` = w / d,  ``nl2`` = −w·d,  ``el2`` = w·exp(−α·d)   (`stylegan_unlearn.method.repulsion`)
   * d over the selected parameters, averaged over the K networks, either ``l2`` (the paper's
     Σ(θ − θ_N)²) or ``tensor-mean`` (the official code's per-tensor mean squared difference
     averaged over tensors; the official code further multiplies by K²/2 — see
-    `stylegan_unlearn.params` for how to convert its hyper-parameters).
+    `stylegan_unlearn.method.params` for how to convert its hyper-parameters).
 The adapted networks' **G_ema** weights are used (as the official code reads `g_ema`), loaded once,
 reduced to their mean and spread on the device, and never read from disk again. The term is
 added to the generator's main phase (Gmain/Gboth), scaled by `gain`, and reported as
@@ -24,8 +24,8 @@ import torch
 
 from torch_utils import training_stats
 
-from stylegan_unlearn import repulsion as repulsion_forms
-from stylegan_unlearn.params import AnchorSet, GeneratorLike, gather_aligned, require_device, select_params
+from stylegan_unlearn.method import repulsion as repulsion_forms
+from stylegan_unlearn.method.params import AnchorSet, GeneratorLike, gather_aligned, require_device, select_params
 from training_hooks.loss import StyleGAN2Loss
 from training_hooks.start import start_at_g_ema
 

@@ -12,8 +12,8 @@ import torch
 
 from torch_utils.ops import upfirdn2d
 
-from stylegan_unlearn import repulsion as repulsion_forms
-from stylegan_unlearn.params import unwrap
+from stylegan_unlearn.method import repulsion as repulsion_forms
+from stylegan_unlearn.method.params import unwrap
 from training_hooks.ewc import DEFAULT_EWC_LAMBDA, DEFAULT_FISHER_SAMPLES, EWCPenalty
 from training_hooks.loss import _StyleGAN2LossPhases, accepts_keyword
 from training_hooks.repulsion import DEFAULT_DISTANCE, DEFAULT_PARAMS, RepulsionPenalty

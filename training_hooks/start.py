@@ -10,8 +10,8 @@ training a partly fresh network.
 """
 import torch
 
-from stylegan_unlearn.architecture import generator_tensors, layout_difference, load_pkl_network, stored_tensors
-from stylegan_unlearn.params import GeneratorLike
+from stylegan_unlearn.method.architecture import generator_tensors, layout_difference, load_pkl_network, stored_tensors
+from stylegan_unlearn.method.params import GeneratorLike
 
 __all__ = ["start_at_g_ema"]
 

@@ -10,7 +10,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from stylegan_unlearn.params import GeneratorLike, unwrap
+from stylegan_unlearn.method.params import GeneratorLike, unwrap
 
 __all__ = ["generator_tensors", "stored_tensors", "layout_difference", "load_pkl_network",
            "check_adapted_networks"]

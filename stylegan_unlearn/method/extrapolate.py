@@ -9,7 +9,7 @@ with negative γ_code, so γ = −γ_code; the paper's Figure 1 writes θ_N + γ
 γ = γ_paper − 1 for a single adapted network.
 
 Which parameters move (``params``): ``'all'`` (default, as the official code) = every generator
-parameter; ``'synthesis'`` = the synthesis convolutions from 8×8 up (see `stylegan_unlearn.params`).
+parameter; ``'synthesis'`` = the synthesis convolutions from 8×8 up (see `stylegan_unlearn.method.params`).
 Buffers (`w_avg`, `noise_const`, filters) and the discriminator are kept from the base pickle.
 """
 import copy
@@ -21,7 +21,7 @@ import click
 import torch
 
 from stylegan_unlearn.cliutil import FINITE_FLOAT, one_line_errors
-from stylegan_unlearn.params import gather_aligned, select_params
+from stylegan_unlearn.method.params import gather_aligned, select_params
 
 __all__ = ["extrapolate", "extrapolate_files", "extrapolate_command"]
 

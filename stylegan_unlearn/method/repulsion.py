@@ -9,7 +9,7 @@ negative networks:
 Defaults follow the official code's real settings: EL2 is the form with the best tables, and the
 official EL2 uses a hard-coded weight of 100 with the command-line "gamma" acting as α (MNIST run
 file: α = 1); IL2 runs used weights 10 (CelebA-HQ) and 0.1–100 (AFHQ); NL2 used 1–1.2. Those
-values assume the official ``tensor-mean``-style normalisation of d (see `stylegan_unlearn.params`).
+values assume the official ``tensor-mean``-style normalisation of d (see `stylegan_unlearn.method.params`).
 """
 import math
 from typing import Callable, Dict, Optional
