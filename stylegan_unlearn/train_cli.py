@@ -27,6 +27,7 @@ import click
 import dnnlib
 from stylegan_unlearn import recipe
 from stylegan_unlearn.cliutil import options_given
+from stylegan_unlearn.method import options as method_options
 
 MODES = ("train", "adapt", "unlearn", "extrapolate")
 CFG_SPECS = {
@@ -71,6 +72,25 @@ def _check_numbers(opts: dnnlib.EasyDict) -> None:
         if name in NON_NEGATIVE_OPTIONS and value < 0:
             raise UserError(f"{option} must not be negative, got {value:g} (it would pull the network the "
                             "wrong way)")
+
+
+def method_option(name: str):
+    """The click option of method option `name`, from the one table (`stylegan_unlearn.method.options`)."""
+    entry = method_options.option(name)
+    kwargs: Dict[str, Any] = dict(help=f"{entry.help} ({'/'.join(entry.stages)})", multiple=entry.multiple)
+    if entry.kind == "pkl":
+        kwargs["metavar"] = "PKL"
+    elif entry.kind == "choice":
+        kwargs["type"] = click.Choice(list(entry.choices))
+    elif entry.kind == "int":
+        kwargs["type"] = click.IntRange(min=entry.minimum) if entry.minimum is not None else int
+    else:
+        kwargs["type"] = float
+    if entry.default is not None:
+        kwargs.update(default=entry.default, show_default=True)
+    elif entry.shown_default():
+        kwargs["help"] += f" [default: {entry.shown_default()}]"
+    return click.option(entry.flag, **kwargs)
 
 
 def _warn(message: str) -> None:
@@ -184,7 +204,7 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     from stylegan_unlearn.data import ImageDataset, check_dataset_matches_network
     mode = opts.mode
     args = dnnlib.EasyDict()
-    params = opts.params or ("synthesis" if mode == "adapt" else "all")
+    params = opts.params or (method_options.default("params", mode) if mode != "train" else None)
     gpus = opts.gpus
     if gpus < 1:
         raise UserError("--gpus must be at least 1")
@@ -514,7 +534,7 @@ def run_training(opts: dnnlib.EasyDict) -> str:
 @click.option("--data", help="Training data: folder or zip (negatives for adapt, positives for unlearn)",
               metavar="PATH")
 @click.option("--resume", help="Network pkl to start from (required by adapt/unlearn/extrapolate)", metavar="PKL")
-@click.option("--adapted", multiple=True, help="Adapted network pkl (repeatable; unlearn/extrapolate)", metavar="PKL")
+@method_option("adapted")
 @click.option("--gpus", type=int, default=1, show_default=True,
               help="Number of GPUs (on CPU: number of processes)", metavar="INT")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
@@ -556,21 +576,14 @@ def run_training(opts: dnnlib.EasyDict) -> str:
 @click.option("--ema-kimg", type=click.FloatRange(min=0, min_open=True),
               help="G_ema half-life in thousands of images [default: preset; adapt/unlearn: batch·10/32]",
               metavar="KIMG")
-@click.option("--ewc-lambda", type=float, default=5e8, show_default=True, help="EWC weight λ (adapt)")
-@click.option("--fisher-samples", type=int, default=32, show_default=True, help="Samples for the Fisher (adapt)")
-@click.option("--params", type=click.Choice(["synthesis", "all"]),
-              help="Generator parameters under EWC / repulsion / extrapolation "
-                   "[default: synthesis for adapt, all otherwise, as in the official code]")
-@click.option("--repulsion", type=click.Choice(["il2", "nl2", "el2"]), default="el2", show_default=True,
-              help="Repulsion form (unlearn)")
-@click.option("--repulsion-weight", type=float, help="Repulsion weight γ (unlearn) [default: the form's]")
-@click.option("--alpha", type=float, help="EL2 sharpness α (unlearn) [default: the form's]")
-@click.option("--distance", type=click.Choice(["l2", "tensor-mean", "official", "relative"]), default="tensor-mean",
-              show_default=True,
-              help="Parameter distance for the repulsion (unlearn): l2 = paper's sum of squares, tensor-mean = "
-                   "mean of per-tensor mean squares, official = the official code's d (K²/2 × tensor-mean)")
-@click.option("--extrapolate-gamma", type=float, default=1.0, show_default=True,
-              help="γ of θ_G + γ(θ_G − mean θ_N) (extrapolate)")
+@method_option("ewc_lambda")
+@method_option("fisher_samples")
+@method_option("params")
+@method_option("repulsion")
+@method_option("repulsion_weight")
+@method_option("alpha")
+@method_option("distance")
+@method_option("extrapolate_gamma")
 @click.option("--metrics", default="none", show_default=True, metavar="LIST",
               help="Accepted for compatibility; metrics run afterwards with `stylegan-unlearn evaluate`")
 @click.option("--desc", help="String to append to the run directory name", metavar="STR")
