@@ -5,7 +5,7 @@ depends only on click and the standard library at import time (torch and the pkl
 only to check the networks of an adapt/unlearn run). The options come from the method's one option
 table, `stylegan_unlearn.method.options` (which our own train.py reads too); `OPTIONS` below renders
 them as the click decorators of the patch blocks and reads them back. The stage defaults come from
-the one recipe table, `stylegan_unlearn.recipe`, through `patches.recipe_args`.
+the one recipe table, `stylegan_unlearn.method.recipe`, through `patches.recipe_args`.
 """
 import os
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple

@@ -25,7 +25,7 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("networks", ("stylegan_unlearn.networks",)),
     ("core", ("stylegan_unlearn", "stylegan_unlearn.assets", "stylegan_unlearn.fileio", "stylegan_unlearn.images",
               "stylegan_unlearn.device", "stylegan_unlearn.seeds", "stylegan_unlearn.pkl", "stylegan_unlearn.data",
-              "stylegan_unlearn.classifier", "stylegan_unlearn.recipe", "stylegan_unlearn.options",
+              "stylegan_unlearn.classifier", "stylegan_unlearn.options",
               "stylegan_unlearn.convert", "stylegan_unlearn.mnist", "stylegan_unlearn.mnist.data",
               "stylegan_unlearn.mnist.judge")),
     ("method", ("stylegan_unlearn.method", "stylegan_unlearn.mnist.balance")),

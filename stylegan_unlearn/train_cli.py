@@ -10,7 +10,7 @@ Modes:
 
 adapt/unlearn/extrapolate start from `--resume` and take the G/D architecture from that pkl; adapt and
 unlearn start G at its G_ema. Where the user gave no value they follow the official Adapt-then-Unlearn
-recipe, the one table `stylegan_unlearn.recipe` that the patched reference train.py reads too (batch 16,
+recipe, the one table `stylegan_unlearn.method.recipe` that the patched reference train.py reads too (batch 16,
 lr 0.002, R1 γ 10, path length 2, style mixing 0.9, EMA decay 0.5^(32/10000) per step, no augmentation;
 adapt 2000 iterations = 32 kimg, unlearn 1000 iterations = 16 kimg), and the run prints each choice.
 Small-network knobs for tiny models and MNIST: `--cbase`, `--cmax`, `--map`, `--zdim`, `--wdim`,
@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional
 import click
 
 import dnnlib
-from stylegan_unlearn import recipe
+from stylegan_unlearn.method import recipe
 from stylegan_unlearn.cliutil import options_given
 from stylegan_unlearn.method import options as method_options
 

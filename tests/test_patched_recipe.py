@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from patches import patcher
 from standin_checkouts import TRAIN_PY
-from stylegan_unlearn import recipe
+from stylegan_unlearn.method import recipe
 from tiny import write_adapted, write_other_architecture, write_pretrained
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

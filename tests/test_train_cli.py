@@ -158,7 +158,7 @@ def test_dry_run_shows_official_defaults_and_writes_nothing(data, pretrained, tm
 
 
 def test_dry_run_prints_each_recipe_choice_and_a_note_against_the_mode(data, pretrained, tmp_path):
-    from stylegan_unlearn import recipe
+    from stylegan_unlearn.method import recipe
     result = invoke(["--mode", "adapt", "--outdir", tmp_path / "out", "--data", data / "negatives.zip",
                      "--resume", pretrained, "--kimg", "8", "--aug", "ada", "-n"])
     head = result.output.split("Training options:")[0]
