@@ -20,7 +20,7 @@ from stylegan_unlearn.method.repulsion import check_settings
 import test_train_cli
 from tiny import sampling_generator, tiny_network_pkl
 from test_train_cli import FAST, invoke
-from training_hooks.repulsion import RepulsionPenalty
+from stylegan_unlearn.method.penalties import RepulsionPenalty
 
 # The tiny dataset and networks of the train tests (module fixtures: trained once here too).
 data, pretrained, adapted = test_train_cli.data, test_train_cli.pretrained, test_train_cli.adapted

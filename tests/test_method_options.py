@@ -54,3 +54,20 @@ def test_the_table_imports_only_the_standard_library():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported <= set(sys.stdlib_module_names), imported
     assert all(ord(ch) < 128 for entry in method_options.OPTIONS for ch in entry.help)
+
+
+def test_the_penalties_and_both_plugin_signatures_default_to_the_table():
+    import inspect
+
+    import training_hooks
+    import training_hooks.sg3 as sg3
+    from stylegan_unlearn.method.penalties import EWCPenalty, RepulsionPenalty
+
+    expected = {"EWC": dict(ewc_lambda=5e8, fisher_samples=32, params="synthesis"),
+                "Repulsion": dict(repulsion="el2", distance="tensor-mean", params="all")}
+    for kind, classes in (("EWC", (EWCPenalty, training_hooks.EWCLoss, sg3.EWCLoss)),
+                          ("Repulsion", (RepulsionPenalty, training_hooks.RepulsionLoss, sg3.RepulsionLoss))):
+        for cls in classes:
+            parameters = inspect.signature(cls.__init__).parameters
+            for name, value in expected[kind].items():
+                assert parameters[name].default == value, (cls, name)
