@@ -173,9 +173,21 @@ def _copy_strict(src: torch.nn.Module, dst: torch.nn.Module, what: str) -> None:
     misc.copy_params_and_buffers(src, dst, require_all=False)
 
 
+# Loss classes that moved: sidecars that name the old place still continue their run.
+MOVED_LOSS_CLASSES = {"stylegan_unlearn.mnist.balance.ClassBalanceLoss": "training_hooks.balance.ClassBalanceLoss"}
+
+
 def _run_key(training_set_kwargs: dict, loss_kwargs: dict) -> Dict[str, Any]:
     """What must match for a sidecar to continue a run rather than seed a new one: loss class and data."""
     return dict(loss=loss_kwargs.get("class_name"), data=os.path.abspath(str(training_set_kwargs.get("path", ""))))
+
+
+def _same_run(stored_key: Any, run_key: Dict[str, Any]) -> bool:
+    """Whether a sidecar's run key is this run's (a loss class that moved counts as itself)."""
+    if not isinstance(stored_key, dict):
+        return False
+    stored = dict(stored_key, loss=MOVED_LOSS_CLASSES.get(stored_key.get("loss"), stored_key.get("loss")))
+    return stored == run_key
 
 
 def _cpu_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
@@ -306,7 +318,8 @@ def training_loop(
         resume_data = snapshots.load_resume_pkl(resume_pkl)
         resume_state = snapshots.load_sidecar(resume_pkl, warn=lambda message: _log(rank, f"Warning: {message}"))
         has_sidecar = os.path.isfile(snapshots.sidecar_path(resume_pkl))  # an ignored one was warned about
-        if resume_state is not None and resume_state.get("run_key") != _run_key(training_set_kwargs, loss_kwargs):
+        run_key = _run_key(training_set_kwargs, loss_kwargs)
+        if resume_state is not None and not _same_run(resume_state.get("run_key"), run_key):
             _log(rank, f"'{resume_pkl}' was saved by a run with another loss or dataset; "
                        "starting a new run from its weights at kimg 0")
             resume_state = None
