@@ -24,7 +24,7 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("compat", ("dnnlib", "torch_utils")),
     ("networks", ("stylegan_unlearn.networks",)),
     ("core", ("stylegan_unlearn", "stylegan_unlearn.assets", "stylegan_unlearn.fileio", "stylegan_unlearn.images",
-              "stylegan_unlearn.device", "stylegan_unlearn.seeds", "stylegan_unlearn.pkl", "stylegan_unlearn.data",
+              "stylegan_unlearn.device", "stylegan_unlearn.seeds", "stylegan_unlearn.ranges", "stylegan_unlearn.pkl", "stylegan_unlearn.data",
               "stylegan_unlearn.classifier", "stylegan_unlearn.options",
               "stylegan_unlearn.convert", "stylegan_unlearn.mnist", "stylegan_unlearn.mnist.data",
               "stylegan_unlearn.mnist.judge")),

@@ -1,31 +1,12 @@
 """Small parsing and error helpers shared by the command-line front doors."""
 import functools
 import math
-import re
-from typing import Any, Callable, List, Mapping, Optional, Set
+from typing import Any, Callable, Mapping, Optional, Set
 
 import click
 from click.core import ParameterSource
 
-_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*$")
-
-
-def parse_int_ranges(text: str) -> List[int]:
-    """Parse '0-3,7,10-11' into [0, 1, 2, 3, 7, 10, 11] (ranges are inclusive, order kept)."""
-    if text is None or not str(text).strip():
-        raise ValueError("expected a list of integers such as '0-63' or '3,17,40-45', got an empty value")
-    values: List[int] = []
-    for part in str(text).split(","):
-        match = _RANGE.match(part)
-        if not match:
-            raise ValueError(f"'{part.strip()}' is not an integer or a range like '40-45' (in '{text}')")
-        start = int(match.group(1))
-        stop = int(match.group(2)) if match.group(2) is not None else start
-        if stop < start:
-            raise ValueError(f"range '{part.strip()}' runs backwards; write it as '{stop}-{start}'")
-        values.extend(range(start, stop + 1))
-    return values
-
+from stylegan_unlearn.ranges import parse_int_ranges
 
 def options_given(values: Mapping[str, Any], ctx: Optional[click.Context] = None) -> Set[str]:
     """The names in `values` that the user set, as opposed to those left at their default.

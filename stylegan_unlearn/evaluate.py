@@ -102,7 +102,8 @@ class _Measurements:
 
 def _measure(G: torch.nn.Module, seeds: Sequence[int], classifier, attributes, detector, sampling: Dict,
              device: torch.device) -> _Measurements:
-    from stylegan_unlearn.metrics.sampling import generate_images, quantize
+    from stylegan_unlearn.images import quantize
+    from stylegan_unlearn.seeds import generate_images
 
     result = _Measurements()
     for _batch_seeds, images in generate_images(G, seeds, device=device, **sampling):
@@ -143,7 +144,8 @@ def evaluate_networks(networks: Sequence[Tuple[str, str]], seeds: Sequence[int],
                                           kid_from_features, negative_share, pul)
     from stylegan_unlearn.metrics.detectors import dataset_features, load_detector
     from stylegan_unlearn.fileio import check_writable_dir
-    from stylegan_unlearn.samples import format_int_ranges, load_network
+    from stylegan_unlearn.samples import load_network
+    from stylegan_unlearn.ranges import format_int_ranges
 
     sampling = dict(sampling or {})
     seeds = list(seeds)
@@ -323,7 +325,8 @@ def evaluate_command(networks, seeds, classifier, target_class, threshold, resiz
         --seeds 0-999 --classifier glasses.pt --reference no-glasses.zip --out eval/
     """
     from stylegan_unlearn.classifier import load_classifier
-    from stylegan_unlearn.samples import format_int_ranges, resolve_device
+    from stylegan_unlearn.samples import resolve_device
+    from stylegan_unlearn.ranges import format_int_ranges
 
     if not (classifier or reference or ret_reference_network or attributes):
         raise click.UsageError("nothing to measure: give --classifier (PUL), --reference (FID/KID), "

@@ -242,10 +242,11 @@ def write_report(eval_dir: str, out: str, extra_networks: Sequence[Tuple[str, st
     """
     import torch
 
-    from stylegan_unlearn.cliutil import parse_int_ranges
+    from stylegan_unlearn.ranges import parse_int_ranges
     from stylegan_unlearn.evaluate import check_network_paths
     from stylegan_unlearn.fileio import atomic_write_text, check_writable_dir
-    from stylegan_unlearn.metrics.sampling import generate_all, quantize
+    from stylegan_unlearn.images import quantize
+    from stylegan_unlearn.seeds import generate_all
     from stylegan_unlearn.samples import load_network
 
     check_writable_dir(out, "--out")

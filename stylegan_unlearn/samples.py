@@ -21,24 +21,11 @@ import torch
 from PIL import Image
 
 from stylegan_unlearn.cliutil import FINITE_FLOAT, IntRanges, one_line_errors, sampling_options
+from stylegan_unlearn.ranges import format_int_ranges
 
-__all__ = ["collect_command", "collect_samples", "load_image_folder", "resolve_device", "format_int_ranges"]
+__all__ = ["collect_command", "collect_samples", "load_image_folder", "resolve_device"]
 
 SHEET_LIMIT = 256  # contact sheets show at most this many images
-
-
-def format_int_ranges(values: Sequence[int]) -> str:
-    """[0, 1, 2, 3, 7, 9, 10] → '0-3,7,9-10' (the inverse of `cliutil.parse_int_ranges`, order kept)."""
-    parts: List[str] = []
-    values = [int(v) for v in values]
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
-            j += 1
-        parts.append(str(values[i]) if j == i else f"{values[i]}-{values[j]}")
-        i = j + 1
-    return ",".join(parts)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -165,7 +152,8 @@ def collect_samples(G: torch.nn.Module, seeds: Sequence[int], decide, batch_size
                     truncation_psi: float = 1.0, noise_mode: str = "const", class_idx: Optional[int] = None,
                     device: torch.device = torch.device("cpu")) -> Tuple[SampleSet, SampleSet]:
     """Generate `seeds` and split them with `decide(seeds, images) -> bool [N]` (True = negative)."""
-    from stylegan_unlearn.metrics.sampling import generate_images, quantize, seed_classes
+    from stylegan_unlearn.images import quantize
+    from stylegan_unlearn.seeds import generate_images, seed_classes
 
     negatives, positives = SampleSet("negatives"), SampleSet("positives")
     classes = dict(zip(seeds, seed_classes(seeds, int(G.c_dim), class_idx)))

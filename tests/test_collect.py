@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from stylegan_unlearn.classifier import Classifier, load_classifier, parse_resize
+from stylegan_unlearn.ranges import parse_int_ranges
 from tiny import tiny_network_pkl
 
 
@@ -221,7 +222,6 @@ def test_collect_by_classifier(tmp_path, network, standins):
     run_cli(["collect", "--network", network, "--seeds", "0-11", "--classifier", standins["classifier"],
              "--threshold", threshold, "--outdir", out, "--device", "cpu", "--batch", 5])
     summary = json.loads((out / "collect.json").read_text())
-    from stylegan_unlearn.cliutil import parse_int_ranges
 
     assert parse_int_ranges(summary["negatives"]["seeds"]) == expected_negatives
     assert sorted(parse_int_ranges(summary["positives"]["seeds"]) + expected_negatives) == seeds
@@ -308,7 +308,6 @@ def test_collect_writes_disjoint_negative_splits(tmp_path, network):
     run_cli(["collect", "--network", network, "--seeds", "0-19", "--negative-seeds", "0-10", "--splits", 3,
              "--outdir", out, "--device", "cpu"])
     summary = json.loads((out / "collect.json").read_text())
-    from stylegan_unlearn.cliutil import parse_int_ranges
     split_seeds = [parse_int_ranges(part["seeds"]) for part in summary["negative_splits"]]
     assert [len(s) for s in split_seeds] == [4, 3, 4]  # 11 negatives in 3 parts as equal as possible
     assert sorted(sum(split_seeds, [])) == list(range(11))  # disjoint, and together all negatives

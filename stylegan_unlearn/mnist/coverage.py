@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from stylegan_unlearn.metrics.fid import fid_from_features
-from stylegan_unlearn.metrics.sampling import generate_all, quantize
+from stylegan_unlearn.images import quantize
+from stylegan_unlearn.seeds import generate_all
 from stylegan_unlearn.mnist.data import load_mnist_5k, to_32px
 from stylegan_unlearn.mnist.judge import judge_input, load_judge
 
