@@ -6,6 +6,7 @@ from typing import Any, Callable, Mapping, Optional, Set
 import click
 from click.core import ParameterSource
 
+from stylegan_unlearn.device import DEFAULT_DEVICE, DEVICE_HELP
 from stylegan_unlearn.ranges import parse_int_ranges
 
 def options_given(values: Mapping[str, Any], ctx: Optional[click.Context] = None) -> Set[str]:
@@ -89,7 +90,7 @@ def sampling_options(command):
                      show_default=True, help="Noise inputs; 'const' makes a seed's sample reproducible."),
         click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True,
                      help="Samples generated per batch."),
-        click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto."),
+        click.option("--device", default=DEFAULT_DEVICE, show_default=True, help=DEVICE_HELP),
     ]
     for option in reversed(options):
         command = option(command)

@@ -325,7 +325,7 @@ def evaluate_command(networks, seeds, classifier, target_class, threshold, resiz
         --seeds 0-999 --classifier glasses.pt --reference no-glasses.zip --out eval/
     """
     from stylegan_unlearn.classifier import load_classifier
-    from stylegan_unlearn.samples import resolve_device
+    from stylegan_unlearn.device import resolve_device
     from stylegan_unlearn.ranges import format_int_ranges
 
     if not (classifier or reference or ret_reference_network or attributes):

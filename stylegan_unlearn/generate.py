@@ -10,10 +10,10 @@ from typing import List, Optional
 import click
 
 from stylegan_unlearn.cliutil import IntRanges, one_line_errors, sampling_options
+from stylegan_unlearn.device import resolve_device
 from stylegan_unlearn.fileio import check_writable_dir
 from stylegan_unlearn.images import quantize, save_contact_sheet, save_png
 from stylegan_unlearn.pkl import NetworkPklError, describe_network, load_generator
-from stylegan_unlearn.samples import resolve_device
 from stylegan_unlearn.seeds import generate_all
 
 __all__ = ["generate_command"]

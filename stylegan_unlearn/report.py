@@ -20,6 +20,7 @@ import click
 import numpy as np
 
 from stylegan_unlearn.cliutil import IntRanges, one_line_errors
+from stylegan_unlearn.device import DEFAULT_DEVICE, DEVICE_HELP
 
 __all__ = ["report_command", "write_report", "network_role"]
 
@@ -306,7 +307,7 @@ def write_report(eval_dir: str, out: str, extra_networks: Sequence[Tuple[str, st
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--embed-images", is_flag=True, help="Inline the PNGs into report.html (one self-contained file).")
 @click.option("--title", default="Adapt-then-Unlearn report", show_default=True, help="Heading of the report.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--device", default=DEFAULT_DEVICE, show_default=True, help=DEVICE_HELP)
 @one_line_errors
 def report_command(eval_dir, networks, seeds, out, embed_images, title, device):
     """Write an HTML and Markdown report: same-seed grids, metric charts, drift table, options.
@@ -315,7 +316,7 @@ def report_command(eval_dir, networks, seeds, out, embed_images, title, device):
     stylegan-unlearn report --eval eval/ --network adapted=run-adapt/final.pkl --out report/
     """
     from stylegan_unlearn.evaluate import parse_network_spec
-    from stylegan_unlearn.samples import resolve_device
+    from stylegan_unlearn.device import resolve_device
 
     if seeds is not None and len(seeds) > 32:
         raise click.UsageError(f"--seeds gives {len(seeds)} seeds; a readable grid has at most 32")

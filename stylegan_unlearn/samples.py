@@ -21,24 +21,12 @@ import torch
 from PIL import Image
 
 from stylegan_unlearn.cliutil import FINITE_FLOAT, IntRanges, one_line_errors, sampling_options
+from stylegan_unlearn.device import resolve_device
 from stylegan_unlearn.ranges import format_int_ranges
 
-__all__ = ["collect_command", "collect_samples", "load_image_folder", "resolve_device"]
+__all__ = ["collect_command", "collect_samples", "load_image_folder"]
 
 SHEET_LIMIT = 256  # contact sheets show at most this many images
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; otherwise the named device (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise click.BadParameter(f"'{name}' is not a device name ({err}); use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA was requested but is not available on this machine; use --device cpu")
-    return device
 
 
 def load_network(path: str, device: torch.device) -> torch.nn.Module:

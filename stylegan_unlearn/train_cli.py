@@ -20,13 +20,14 @@ import json
 import math
 import os
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import click
 
 import dnnlib
 from stylegan_unlearn.method import recipe
 from stylegan_unlearn.cliutil import options_given
+from stylegan_unlearn.device import DEFAULT_DEVICE, resolve_device
 from stylegan_unlearn.method import options as method_options
 
 MODES = ("train", "adapt", "unlearn", "extrapolate")
@@ -278,7 +279,7 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     # Networks and hyper-parameters.
     fp32 = opts.fp32
     if fp32 is None:
-        fp32 = not _cuda_in_use(opts.device)
+        fp32 = resolve_device(opts.device, num_devices=gpus).type != "cuda"
     if resume is not None:
         try:
             check_dataset_matches_network(dataset, resume["G"])
@@ -418,11 +419,6 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     return f"{mode}-{desc}", args
 
 
-def _cuda_in_use(device: Optional[str]) -> bool:
-    import torch
-    return (device or "auto") != "cpu" and torch.cuda.is_available()
-
-
 def _extrapolated_pkl(args: dnnlib.EasyDict) -> bytes:
     """The extrapolated network pkl's bytes (computed and checked before anything is written)."""
     from stylegan_unlearn.method.extrapolate import extrapolate
@@ -537,7 +533,7 @@ def run_training(opts: dnnlib.EasyDict) -> str:
 @method_option("adapted")
 @click.option("--gpus", type=int, default=1, show_default=True,
               help="Number of GPUs (on CPU: number of processes)", metavar="INT")
-@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default=DEFAULT_DEVICE, show_default=True,
               help="Where to train")
 @click.option("--batch", type=int, help="Total batch size", metavar="INT")
 @click.option("--batch-gpu", type=int, help="Images per GPU per accumulation round", metavar="INT")

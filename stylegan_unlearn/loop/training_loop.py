@@ -25,6 +25,7 @@ import torch
 import dnnlib
 from stylegan_unlearn import images as image_utils
 from stylegan_unlearn.data import check_dataset_matches_network
+from stylegan_unlearn.device import rank_device
 from stylegan_unlearn.fileio import atomic_write_text, remove_orphaned_temp_files
 from stylegan_unlearn.loop import snapshots
 from torch_utils import misc, training_stats
@@ -34,14 +35,6 @@ __all__ = ["training_loop", "NonFiniteError"]
 
 class NonFiniteError(RuntimeError):
     """Training produced NaN/Inf gradients or parameters; the run stopped, earlier snapshots are intact."""
-
-
-def _resolve_device(device: Any, rank: int) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", rank % torch.cuda.device_count())
-    return torch.device("cpu")
 
 
 def _log(rank: int, *parts: Any) -> None:
@@ -296,7 +289,7 @@ def training_loop(
     sidecar, so that a resumed run rebuilds a loss anchored on them (needed for EWC).
     """
     start_time = time.time()
-    device = _resolve_device(device, rank)
+    device = torch.device(device) if device is not None else rank_device(rank)
     seed = random_seed * num_gpus + rank
     np.random.seed(seed % (1 << 31))
     torch.manual_seed(seed)
