@@ -144,7 +144,7 @@ def evaluate_networks(networks: Sequence[Tuple[str, str]], seeds: Sequence[int],
                                           kid_from_features, negative_share, pul)
     from stylegan_unlearn.metrics.detectors import dataset_features, load_detector
     from stylegan_unlearn.fileio import check_writable_dir
-    from stylegan_unlearn.samples import load_network
+    from stylegan_unlearn.pkl import load_generator
     from stylegan_unlearn.ranges import format_int_ranges
 
     sampling = dict(sampling or {})
@@ -171,7 +171,7 @@ def evaluate_networks(networks: Sequence[Tuple[str, str]], seeds: Sequence[int],
     names_list: Optional[List[str]] = None
     for index, (name, path) in enumerate(networks):
         started = time.time()
-        G = load_network(path, device)
+        G = load_generator(path, device=device)
         if first_G is None:
             first_G = G
             if reference:
@@ -183,7 +183,7 @@ def evaluate_networks(networks: Sequence[Tuple[str, str]], seeds: Sequence[int],
                     raise click.ClickException(str(err)) from None
             if ret_reference:
                 echo(f"Ret-FID reference network '{ret_reference}'...")
-                G_ret = load_network(ret_reference, device)
+                G_ret = load_generator(ret_reference, device=device)
                 _check_compatible(G_ret, G, ret_reference, name)
                 ret_features = _measure(G_ret, list(ret_seeds or seeds), None, None, detector, sampling,
                                         device).stacked("features")

@@ -248,7 +248,7 @@ def write_report(eval_dir: str, out: str, extra_networks: Sequence[Tuple[str, st
     from stylegan_unlearn.fileio import atomic_write_text, check_writable_dir
     from stylegan_unlearn.images import quantize
     from stylegan_unlearn.seeds import generate_all
-    from stylegan_unlearn.samples import load_network
+    from stylegan_unlearn.pkl import load_generator
 
     check_writable_dir(out, "--out")
     check_network_paths([(f"--network {name}", path) for name, path in extra_networks])
@@ -273,7 +273,7 @@ def write_report(eval_dir: str, out: str, extra_networks: Sequence[Tuple[str, st
             notes.append(f"Network '{name}': {path} not found; pass --network {name}=PATH to show it.")
             rows.append((name, None))
             continue
-        G = load_network(path, device)
+        G = load_generator(path, device=device)
         images = quantize(generate_all(G, grid_seeds, device=device, **sampling)).permute(0, 2, 3, 1).numpy()
         rows.append((name, images))
         echo(f"samples: {name}")

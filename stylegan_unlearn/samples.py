@@ -22,22 +22,12 @@ from PIL import Image
 
 from stylegan_unlearn.cliutil import FINITE_FLOAT, IntRanges, one_line_errors, sampling_options
 from stylegan_unlearn.device import resolve_device
+from stylegan_unlearn.pkl import load_generator
 from stylegan_unlearn.ranges import format_int_ranges
 
 __all__ = ["collect_command", "collect_samples", "load_image_folder"]
 
 SHEET_LIMIT = 256  # contact sheets show at most this many images
-
-
-def load_network(path: str, device: torch.device) -> torch.nn.Module:
-    """The generator (`G_ema`) of a network pkl, in eval mode on `device`, with clear errors."""
-    from stylegan_unlearn.pkl import load_generator
-
-    try:
-        G = load_generator(path, device=device)
-    except (FileNotFoundError, ValueError) as err:
-        raise click.ClickException(str(err)) from None
-    return G.eval().requires_grad_(False)
 
 
 # ------------------------------------------------------------------------------------------ user images
@@ -258,7 +248,7 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
         if folder and not os.path.isdir(folder):
             raise click.ClickException(f"{option} '{folder}' does not exist or is not a folder")
     device = resolve_device(device)
-    G = load_network(network_pkl, device)
+    G = load_generator(network_pkl, device=device)
     resolution, channels, c_dim = int(G.img_resolution), int(G.img_channels), int(G.c_dim)
     conditional = c_dim > 0
     if conditional and (negatives_dir or positives_dir) and class_idx is None:

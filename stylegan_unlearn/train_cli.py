@@ -28,6 +28,7 @@ import dnnlib
 from stylegan_unlearn.method import recipe
 from stylegan_unlearn.cliutil import options_given
 from stylegan_unlearn.device import DEFAULT_DEVICE, resolve_device
+from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks
 from stylegan_unlearn.method import options as method_options
 
 MODES = ("train", "adapt", "unlearn", "extrapolate")
@@ -98,15 +99,6 @@ def _warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
-def _load_network_option(path: str, option: str) -> Dict[str, Any]:
-    """The pkl named by `option`, loaded safely; a one-sentence UserError for any problem."""
-    from stylegan_unlearn.loop import snapshots
-    try:
-        return snapshots.load_resume_pkl(path)
-    except ValueError as err:  # missing, a directory, or not a usable pkl (NetworkPklError is a ValueError)
-        raise UserError(f"{option}: {err}") from None
-
-
 def _check_adapted(paths: List[str], resume_path: str, resume: Dict[str, Any], params: str) -> None:
     """Each --adapted pkl must load, match the --resume architecture and differ from it (else d = 0)."""
     import torch
@@ -116,7 +108,7 @@ def _check_adapted(paths: List[str], resume_path: str, resume: Dict[str, Any], p
         if os.path.samefile(path, resume_path):
             raise UserError(f"--adapted '{path}' is the --resume network itself; pass a network made by "
                             "--mode=adapt (its distance to --resume would be 0)")
-        adapted = _load_network_option(path, "--adapted")["G_ema"]
+        adapted = load_networks(path, NETWORK_KEYS, option="--adapted")["G_ema"]
         for key in ("G", "G_ema"):
             named = select_params(resume[key], params)
             try:
@@ -227,7 +219,7 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     resume = None
     if opts.resume:
         check_network_file(opts.resume, "--resume network")
-        resume = _load_network_option(opts.resume, "--resume")
+        resume = load_networks(opts.resume, NETWORK_KEYS, option="--resume")
     if opts.adapted and resume is not None:
         from stylegan_unlearn.method.architecture import check_adapted_networks
         check_adapted_networks(opts.resume, opts.adapted, resume_G=resume["G"])
@@ -423,9 +415,8 @@ def _extrapolated_pkl(args: dnnlib.EasyDict) -> bytes:
     """The extrapolated network pkl's bytes (computed and checked before anything is written)."""
     from stylegan_unlearn.method.extrapolate import extrapolate
     from stylegan_unlearn.pkl import network_pkl_bytes
-    from stylegan_unlearn.loop import snapshots
-    pretrained = snapshots.load_resume_pkl(args.resume_pkl)
-    adapted = [snapshots.load_resume_pkl(p) for p in args.adapted]
+    pretrained = load_networks(args.resume_pkl, NETWORK_KEYS, option="--resume")
+    adapted = [load_networks(p, NETWORK_KEYS, option="--adapted") for p in args.adapted]
     result = extrapolate(pretrained, adapted, args.extrapolate_gamma, params=args.params)
     return network_pkl_bytes(result, "the extrapolated network")
 

@@ -28,6 +28,7 @@ from stylegan_unlearn.data import check_dataset_matches_network
 from stylegan_unlearn.device import rank_device
 from stylegan_unlearn.fileio import atomic_write_text, remove_orphaned_temp_files
 from stylegan_unlearn.loop import snapshots
+from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks
 from torch_utils import misc, training_stats
 
 __all__ = ["training_loop", "NonFiniteError"]
@@ -308,7 +309,7 @@ def training_loop(
         _remove_temp_files(rank, [run_dir] + ([os.path.dirname(resume_pkl) or "."] if resume_pkl else []))
     resume_data, resume_state, has_sidecar = None, None, False
     if resume_pkl is not None:
-        resume_data = snapshots.load_resume_pkl(resume_pkl)
+        resume_data = load_networks(resume_pkl, NETWORK_KEYS)
         resume_state = snapshots.load_sidecar(resume_pkl, warn=lambda message: _log(rank, f"Warning: {message}"))
         has_sidecar = os.path.isfile(snapshots.sidecar_path(resume_pkl))  # an ignored one was warned about
         run_key = _run_key(training_set_kwargs, loss_kwargs)

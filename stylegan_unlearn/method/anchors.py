@@ -16,9 +16,9 @@ from typing import Any, Mapping, Union
 
 import torch
 
-from stylegan_unlearn.method.architecture import generator_tensors, layout_difference, load_pkl_network, stored_tensors
+from stylegan_unlearn.method.architecture import generator_tensors, layout_difference, stored_tensors
 from stylegan_unlearn.method.params import GeneratorLike
-from stylegan_unlearn.pkl import load_network_pkl
+from stylegan_unlearn.pkl import load_networks
 
 __all__ = ["start_at_g_ema", "load_adapted_generator", "AdaptedSource"]
 
@@ -27,7 +27,7 @@ AdaptedSource = Union[str, "os.PathLike[str]", torch.nn.Module, Mapping[str, Any
 
 def start_at_g_ema(G_or_parts: GeneratorLike, pkl: str) -> None:
     """Copy the parameters and buffers of `pkl`'s G_ema into the generator (or ADA pair), by name."""
-    source = stored_tensors(load_pkl_network(str(pkl), "G_ema", "start_from"))
+    source = stored_tensors(load_networks(str(pkl), ("G_ema",), option="start_from", rebuilt=False)["G_ema"])
     target = generator_tensors(G_or_parts)
     difference = layout_difference(target, source, "the generator train.py built", f"the G_ema of '{pkl}'")
     if difference:
@@ -41,10 +41,7 @@ def start_at_g_ema(G_or_parts: GeneratorLike, pkl: str) -> None:
 def load_adapted_generator(source: AdaptedSource) -> Union[torch.nn.Module, Mapping[str, torch.Tensor]]:
     """The adapted generator (G_ema) from a pkl path, a loaded pkl dict, a module or a state dict."""
     if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"adapted network {path} does not exist; pass the pkl written by --mode=adapt")
-        source = load_network_pkl(path, safe=True)
+        return load_networks(os.fspath(source), ("G_ema",), option="adapted")["G_ema"]
     if isinstance(source, torch.nn.Module):
         return source
     if isinstance(source, Mapping):

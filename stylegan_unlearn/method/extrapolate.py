@@ -80,10 +80,10 @@ def extrapolate(G_pkl_data: Mapping[str, Any], adapted_list: Sequence[AdaptedIte
 
 def extrapolate_files(network: str, adapted: Sequence[str], gamma: float, out: str, params: str = "all") -> None:
     """Load the pickles (safe mode), extrapolate, and write `out` atomically."""
-    from stylegan_unlearn.pkl import load_network_pkl, save_network_pkl
+    from stylegan_unlearn.pkl import load_networks, save_network_pkl
 
-    base = load_network_pkl(network, safe=True)
-    adapted_data = [load_network_pkl(path, safe=True) for path in adapted]
+    base = load_networks(network, option="--network")
+    adapted_data = [load_networks(path, option="--adapted") for path in adapted]
     save_network_pkl(out, extrapolate(base, adapted_data, gamma, params))
 
 

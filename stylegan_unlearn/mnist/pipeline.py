@@ -189,10 +189,10 @@ LOW_ADAPTED_SHARE = 0.6  # θ_N should make mostly the digit; below this Stage 2
 
 def adapted_share(path: str, digit: int, num_samples: int = 1000) -> float:
     """Share of `digit` (judge arg-max) among `num_samples` fixed-seed samples of a network's G_ema."""
-    from stylegan_unlearn.loop.snapshots import load_resume_pkl
+    from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks
     from stylegan_unlearn.mnist.coverage import digit_shares, generator_digits, judge_outputs
     from stylegan_unlearn.mnist.judge import load_judge
-    G = load_resume_pkl(path)["G_ema"]
+    G = load_networks(path, NETWORK_KEYS)["G_ema"]
     predictions = judge_outputs(load_judge(), generator_digits(G, range(200000, 200000 + num_samples)))["pred"]
     return float(digit_shares(predictions)[digit])
 

@@ -22,6 +22,7 @@ from stylegan_unlearn.loop.training_loop import training_loop
 from stylegan_unlearn.mnist import coverage
 from stylegan_unlearn.mnist.data import select, write_mnist_dataset_zip
 from stylegan_unlearn.mnist.judge import export_judge, train_judge
+from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks
 
 __all__ = ["DEFAULTS", "training_kwargs", "pretrain", "export", "ensure_guide"]
 
@@ -125,7 +126,7 @@ def pretrain(outdir: str, kimg: float, chunk_kimg: float = 4.0, init: Optional[s
         started = time.time()
         training_loop(**training_kwargs(cfg, run_dir, data, guide, target, chunk_kimg, resume))
         latest = snapshots.find_latest_snapshot(run_dir)
-        G_ema = snapshots.load_resume_pkl(latest)["G_ema"]
+        G_ema = load_networks(latest, NETWORK_KEYS)["G_ema"]
         record = probe.measure(G_ema)
         record.update(tag=os.path.basename(latest), kimg=_kimg_of(latest), chunk_seconds=round(time.time() - started, 1))
         coverage.append_history(history_path, record)
@@ -143,7 +144,7 @@ def export(outdir: str, dest: str, which: str = "best", note: str = "") -> Dict:
     history = coverage.read_history(os.path.join(outdir, "coverage.jsonl"))
     tag = coverage.pick_snapshot(history, which)
     record = next(r for r in history if r["tag"] == tag)
-    data = snapshots.load_resume_pkl(os.path.join(outdir, RUN_SUBDIR, tag))
+    data = load_networks(os.path.join(outdir, RUN_SUBDIR, tag), NETWORK_KEYS)
     G_ema = data["G_ema"].eval().requires_grad_(False)
     save_network_pkl(dest, dict(G=copy.deepcopy(G_ema), D=data["D"].eval().requires_grad_(False), G_ema=G_ema,
                                 augment_pipe=None, training_set_kwargs=None))
