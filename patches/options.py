@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set
 import click
 
 from patches.recipe_args import apply_recipe, use_float_betas
-from stylegan_unlearn.cliutil import options_given
+from stylegan_unlearn.commands.given import options_given
 from stylegan_unlearn.method import options as method_options
 
 MODES = ("train", "adapt", "unlearn")

@@ -12,7 +12,7 @@ COMMANDS = {
     "train": ("stylegan_unlearn.train_cli:train_command", "Train, adapt (EWC), unlearn (repulsion) or extrapolate."),
     "generate": ("stylegan_unlearn.generate:generate_command", "Generate images and a seed-labelled contact sheet."),
     "convert": ("stylegan_unlearn.convert:convert_command", "Convert a stylegan2-pytorch checkpoint."),
-    "collect": ("stylegan_unlearn.samples:collect_command", "Collect negative/positive samples as dataset zips."),
+    "collect": ("stylegan_unlearn.commands.collect:collect_command", "Collect negative/positive samples as dataset zips."),
     "evaluate": ("stylegan_unlearn.evaluate:evaluate_command", "Measure PUL, FID, KID, Ret-FID and drift."),
     "report": ("stylegan_unlearn.report:report_command", "Write an HTML/Markdown report of an evaluation."),
     "patch": ("patches.patcher:patch_command", "Add --mode=adapt|unlearn to your own StyleGAN checkout."),

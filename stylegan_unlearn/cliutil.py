@@ -1,32 +1,13 @@
 """Small parsing and error helpers shared by the command-line front doors."""
 import functools
 import math
-from typing import Any, Callable, Mapping, Optional, Set
+from typing import Callable
 
 import click
-from click.core import ParameterSource
 
 from stylegan_unlearn.device import DEFAULT_DEVICE, DEVICE_HELP
+from stylegan_unlearn.errors import OptionError
 from stylegan_unlearn.ranges import parse_int_ranges
-
-def options_given(values: Mapping[str, Any], ctx: Optional[click.Context] = None) -> Set[str]:
-    """The names in `values` that the user set, as opposed to those left at their default.
-
-    Inside a running click command this reads click's parameter sources, so an option the user
-    typed counts even when it equals the default; names the command does not have, or calls from
-    plain code, count as given when their value is not None.
-    """
-    ctx = ctx if ctx is not None else click.get_current_context(silent=True)
-    params = {p.name for p in ctx.command.params} if ctx is not None else set()
-    given = set()
-    for name, value in values.items():
-        if name in params:
-            if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
-                given.add(name)
-        elif value is not None:
-            given.add(name)
-    return given
-
 
 class IntRanges(click.ParamType):
     """click type for seed lists: '0-63', '3,17,40-45'."""
@@ -69,13 +50,19 @@ def error_line(err: BaseException) -> str:
 
 
 def one_line_errors(function: Callable) -> Callable:
-    """Decorate a click command's function: ValueError/OSError from the library become one-line errors."""
+    """Decorate a click command's function: the library's exceptions become one-line errors.
+
+    `OptionError` (options that do not fit together) becomes a usage error (exit status 2); any other
+    ValueError or OSError a one-line error (exit status 1).
+    """
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
         except click.ClickException:
             raise
+        except OptionError as err:
+            raise click.UsageError(error_line(err)) from None
         except (ValueError, OSError) as err:
             raise click.ClickException(error_line(err)) from None
     return wrapper

@@ -26,7 +26,7 @@ import click
 
 import dnnlib
 from stylegan_unlearn.method import recipe
-from stylegan_unlearn.cliutil import options_given
+from stylegan_unlearn.commands.given import options_given
 from stylegan_unlearn.device import DEFAULT_DEVICE, resolve_device
 from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks
 from stylegan_unlearn.method import options as method_options

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from patches.recipe_args import apply_recipe, per_gpu_batch
 from stylegan_unlearn.method import recipe
-from stylegan_unlearn.cliutil import options_given
+from stylegan_unlearn.commands.given import options_given
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -92,7 +92,7 @@ def _cli(command: click.Command, args: Sequence) -> None:
 
 def collect(network: str, settings: Settings, outdir: str) -> Dict:
     """`stylegan-unlearn collect` with the judge; returns collect.json (negatives = the digit)."""
-    from stylegan_unlearn.samples import collect_command
+    from stylegan_unlearn.commands.collect import collect_command
     splits = ["--splits", settings.k]
     if settings.negatives_per_model is not None:
         splits += ["--negatives-per-split", settings.negatives_per_model]
