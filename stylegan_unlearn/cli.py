@@ -10,7 +10,7 @@ import click
 # command name -> ("module:click_command_attribute", one-line help shown by --help without importing)
 COMMANDS = {
     "train": ("stylegan_unlearn.train_cli:train_command", "Train, adapt (EWC), unlearn (repulsion) or extrapolate."),
-    "generate": ("stylegan_unlearn.generate:generate_command", "Generate images and a seed-labelled contact sheet."),
+    "generate": ("stylegan_unlearn.commands.generate:generate_command", "Generate images and a seed-labelled contact sheet."),
     "convert": ("stylegan_unlearn.convert:convert_command", "Convert a stylegan2-pytorch checkpoint."),
     "collect": ("stylegan_unlearn.commands.collect:collect_command", "Collect negative/positive samples as dataset zips."),
     "evaluate": ("stylegan_unlearn.evaluate:evaluate_command", "Measure PUL, FID, KID, Ret-FID and drift."),

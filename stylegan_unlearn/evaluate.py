@@ -19,7 +19,7 @@ import click
 import numpy as np
 import torch
 
-from stylegan_unlearn.cliutil import FINITE_FLOAT, IntRanges, one_line_errors, sampling_options
+from stylegan_unlearn.commands.cliutil import FINITE_FLOAT, IntRanges, one_line_errors, sampling_options
 
 __all__ = ["evaluate_command", "evaluate_networks", "parse_network_spec", "metric_line", "append_metric_lines",
            "check_network_paths"]

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import click
 import numpy as np
 
-from stylegan_unlearn.cliutil import IntRanges, one_line_errors
+from stylegan_unlearn.commands.cliutil import IntRanges, one_line_errors
 from stylegan_unlearn.device import DEFAULT_DEVICE, DEVICE_HELP
 
 __all__ = ["report_command", "write_report", "network_role"]

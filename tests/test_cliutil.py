@@ -2,7 +2,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from stylegan_unlearn.cliutil import IntRanges
+from stylegan_unlearn.commands.cliutil import IntRanges
 from stylegan_unlearn.ranges import parse_int_ranges
 
 

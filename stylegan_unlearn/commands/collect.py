@@ -4,7 +4,7 @@ A click wrapper around `stylegan_unlearn.samples.collect_to_zips`; see that modu
 """
 import click
 
-from stylegan_unlearn.cliutil import FINITE_FLOAT, IntRanges, one_line_errors, sampling_options
+from stylegan_unlearn.commands.cliutil import FINITE_FLOAT, IntRanges, one_line_errors, sampling_options
 from stylegan_unlearn.samples import collect_to_zips
 
 __all__ = ["collect_command"]

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Union
 import click
 import torch
 
-from stylegan_unlearn.cliutil import FINITE_FLOAT, one_line_errors
+from stylegan_unlearn.commands.cliutil import FINITE_FLOAT, one_line_errors
 from stylegan_unlearn.method.params import gather_aligned, select_params
 
 __all__ = ["extrapolate", "extrapolate_files", "extrapolate_command"]

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import click
 
-from stylegan_unlearn.cliutil import IntRanges, one_line_errors, sampling_options
+from stylegan_unlearn.commands.cliutil import IntRanges, one_line_errors, sampling_options
 from stylegan_unlearn.device import resolve_device
 from stylegan_unlearn.fileio import check_writable_dir
 from stylegan_unlearn.images import quantize, save_contact_sheet, save_png
