@@ -244,14 +244,14 @@ def write_report(eval_dir: str, out: str, extra_networks: Sequence[Tuple[str, st
     import torch
 
     from stylegan_unlearn.ranges import parse_int_ranges
-    from stylegan_unlearn.evaluate import check_network_paths
+    from stylegan_unlearn.pkl import check_network_files
     from stylegan_unlearn.fileio import atomic_write_text, check_writable_dir
     from stylegan_unlearn.images import quantize
     from stylegan_unlearn.seeds import generate_all
     from stylegan_unlearn.pkl import load_generator
 
     check_writable_dir(out, "--out")
-    check_network_paths([(f"--network {name}", path) for name, path in extra_networks])
+    check_network_files([(f"--network {name}", path) for name, path in extra_networks])
     summary_path = os.path.join(eval_dir, "summary.json")
     if not os.path.isfile(summary_path):
         raise click.ClickException(f"'{summary_path}' not found; run 'stylegan-unlearn evaluate --out {eval_dir}' first")

@@ -212,7 +212,7 @@ def check_adapted(paths: Sequence[str], digit: int, log) -> List[float]:
 def evaluate(networks: Sequence[tuple], settings: Settings, reference: str, out: str) -> Dict:
     """`stylegan-unlearn evaluate`: PUL (judge, target = digit), FID/KID in the judge's feature space vs
     real digits without the class, and the share of every digit (judge arg-max)."""
-    from stylegan_unlearn.evaluate import evaluate_command
+    from stylegan_unlearn.commands.evaluate import evaluate_command
     args = []
     for name, path in networks:
         args += ["--network", f"{name}={path}"]

@@ -13,7 +13,7 @@ from stylegan_unlearn.pkl.errors import NetworkPklError, NetworkPklNotFoundError
 from stylegan_unlearn.pkl.safe_unpickler import PersistentRecord, REFUSAL_HINT, safe_load
 
 __all__ = ["load_network_pkl", "load_networks", "load_generator", "describe_network", "check_network_file",
-           "NETWORK_KEYS"]
+           "check_network_files", "NETWORK_KEYS"]
 
 NETWORK_KEYS = ("G", "D", "G_ema")
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -50,6 +50,13 @@ def check_network_file(path: PathOrUrl, what: str = "network pickle") -> None:
         raise NetworkPklError(f"{what} '{path}' is a directory; give the path of a network .pkl file")
     if not os.path.isfile(path):
         raise NetworkPklNotFoundError(f"{what} '{path}' does not exist; check the path")
+
+
+def check_network_files(labelled: Sequence[Tuple[str, PathOrUrl]]) -> None:
+    """`check_network_file` for each `(label, path)`, before any work (URLs are left to the loader)."""
+    for label, path in labelled:
+        if "://" not in str(path):
+            check_network_file(path, label)
 
 
 def _check_header(f: IO[bytes], label: str) -> None:
