@@ -14,7 +14,7 @@ COMMANDS = {
     "convert": ("stylegan_unlearn.convert:convert_command", "Convert a stylegan2-pytorch checkpoint."),
     "collect": ("stylegan_unlearn.commands.collect:collect_command", "Collect negative/positive samples as dataset zips."),
     "evaluate": ("stylegan_unlearn.commands.evaluate:evaluate_command", "Measure PUL, FID, KID, Ret-FID and drift."),
-    "report": ("stylegan_unlearn.report:report_command", "Write an HTML/Markdown report of an evaluation."),
+    "report": ("stylegan_unlearn.commands.report:report_command", "Write an HTML/Markdown report of an evaluation."),
     "patch": ("patches.patcher:patch_command", "Add --mode=adapt|unlearn to your own StyleGAN checkout."),
     "demo": ("stylegan_unlearn.demo:demo_command", "Unlearn a digit from the bundled MNIST generator."),
     "extrapolate": ("stylegan_unlearn.method.extrapolate:extrapolate_command", "Task-vector extrapolation baseline."),

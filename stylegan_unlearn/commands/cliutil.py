@@ -6,7 +6,7 @@ from typing import Callable
 import click
 
 from stylegan_unlearn.device import DEFAULT_DEVICE, DEVICE_HELP
-from stylegan_unlearn.errors import OptionError
+from stylegan_unlearn.errors import MissingDependencyError, OptionError
 from stylegan_unlearn.ranges import parse_int_ranges
 
 class IntRanges(click.ParamType):
@@ -53,7 +53,7 @@ def one_line_errors(function: Callable) -> Callable:
     """Decorate a click command's function: the library's exceptions become one-line errors.
 
     `OptionError` (options that do not fit together) becomes a usage error (exit status 2); any other
-    ValueError or OSError a one-line error (exit status 1).
+    ValueError or OSError, or a `MissingDependencyError`, a one-line error (exit status 1).
     """
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
@@ -63,7 +63,7 @@ def one_line_errors(function: Callable) -> Callable:
             raise
         except OptionError as err:
             raise click.UsageError(error_line(err)) from None
-        except (ValueError, OSError) as err:
+        except (ValueError, OSError, MissingDependencyError) as err:
             raise click.ClickException(error_line(err)) from None
     return wrapper
 
