@@ -11,7 +11,7 @@ import click
 COMMANDS = {
     "train": ("stylegan_unlearn.train_cli:train_command", "Train, adapt (EWC), unlearn (repulsion) or extrapolate."),
     "generate": ("stylegan_unlearn.commands.generate:generate_command", "Generate images and a seed-labelled contact sheet."),
-    "convert": ("stylegan_unlearn.convert:convert_command", "Convert a stylegan2-pytorch checkpoint."),
+    "convert": ("stylegan_unlearn.commands.convert:convert_command", "Convert a stylegan2-pytorch checkpoint."),
     "collect": ("stylegan_unlearn.commands.collect:collect_command", "Collect negative/positive samples as dataset zips."),
     "evaluate": ("stylegan_unlearn.commands.evaluate:evaluate_command", "Measure PUL, FID, KID, Ret-FID and drift."),
     "report": ("stylegan_unlearn.commands.report:report_command", "Write an HTML/Markdown report of an evaluation."),
