@@ -17,7 +17,7 @@ COMMANDS = {
     "report": ("stylegan_unlearn.commands.report:report_command", "Write an HTML/Markdown report of an evaluation."),
     "patch": ("patches.patcher:patch_command", "Add --mode=adapt|unlearn to your own StyleGAN checkout."),
     "demo": ("stylegan_unlearn.demo:demo_command", "Unlearn a digit from the bundled MNIST generator."),
-    "extrapolate": ("stylegan_unlearn.method.extrapolate:extrapolate_command", "Task-vector extrapolation baseline."),
+    "extrapolate": ("stylegan_unlearn.commands.extrapolate:extrapolate_command", "Task-vector extrapolation baseline."),
 }
 
 

@@ -3,7 +3,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from stylegan_unlearn.method.extrapolate import extrapolate, extrapolate_command
+from stylegan_unlearn.commands.extrapolate import extrapolate_command
+from stylegan_unlearn.method.extrapolate import extrapolate
 from stylegan_unlearn.method.params import select_names
 from tiny import tiny_discriminator
 from tiny import tiny_generator as _tiny_generator
