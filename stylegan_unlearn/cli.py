@@ -9,7 +9,7 @@ import click
 
 # command name -> ("module:click_command_attribute", one-line help shown by --help without importing)
 COMMANDS = {
-    "train": ("stylegan_unlearn.train_cli:train_command", "Train, adapt (EWC), unlearn (repulsion) or extrapolate."),
+    "train": ("stylegan_unlearn.commands.train:train_command", "Train, adapt (EWC), unlearn (repulsion) or extrapolate."),
     "generate": ("stylegan_unlearn.commands.generate:generate_command", "Generate images and a seed-labelled contact sheet."),
     "convert": ("stylegan_unlearn.commands.convert:convert_command", "Convert a stylegan2-pytorch checkpoint."),
     "collect": ("stylegan_unlearn.commands.collect:collect_command", "Collect negative/positive samples as dataset zips."),

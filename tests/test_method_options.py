@@ -4,7 +4,7 @@ import sys
 
 from patches import options as patch_options
 from stylegan_unlearn.method import options as method_options
-from stylegan_unlearn.train_cli import train_command
+from stylegan_unlearn.commands.train import train_command
 
 
 def _train_params():

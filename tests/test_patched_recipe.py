@@ -196,7 +196,7 @@ def _import_train_py(root, name):
 
 def test_one_recipe_table_serves_our_train_py_and_the_patch_blocks(tmp_path, pkls, monkeypatch):
     from stylegan_unlearn.data import write_image_dataset
-    from stylegan_unlearn.train_cli import train_command
+    from stylegan_unlearn.commands.train import train_command
     import numpy as np
 
     changed = tuple(s._replace(adapt=7) if s.name == "kimg" else s._replace(adapt=3) if s.name == "snap" else s
