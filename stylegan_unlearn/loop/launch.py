@@ -17,7 +17,8 @@ import torch
 
 import dnnlib
 from stylegan_unlearn.device import rank_device, resolve_device
-from torch_utils import training_stats
+from stylegan_unlearn.loop.training_loop import training_loop
+from torch_utils import custom_ops, training_stats
 
 __all__ = ["launch_training", "run_process", "torchrun_environment", "choose_device_type", "LaunchError"]
 
@@ -45,7 +46,6 @@ def choose_device_type(requested: Optional[str], num_gpus: int) -> str:
 def run_process(rank: int, training_args: Dict[str, Any], num_gpus: int, device_type: str,
                 init_method: Optional[str], local_rank: Optional[int] = None) -> Dict[str, Any]:
     """Set up one rank (log file, process group, statistics) and run the training loop in it."""
-    from stylegan_unlearn.loop.training_loop import training_loop
     local_rank = rank if local_rank is None else local_rank
     device = rank_device(local_rank, device_type)
     logger = None
@@ -62,11 +62,7 @@ def run_process(rank: int, training_args: Dict[str, Any], num_gpus: int, device_
                                                      world_size=num_gpus)
             training_stats.init_multiprocessing(rank=rank, sync_device=device)
         if rank != 0:
-            try:
-                from torch_utils import custom_ops
-                custom_ops.verbosity = "none"
-            except ImportError:
-                pass
+            custom_ops.verbosity = "none"
         return training_loop(rank=rank, num_gpus=num_gpus, device=device, **training_args)
     finally:
         if num_gpus > 1 and torch.distributed.is_initialized():

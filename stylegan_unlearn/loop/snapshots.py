@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from stylegan_unlearn.fileio import atomic_write, atomic_write_bytes
+from stylegan_unlearn.pkl import network_pkl_bytes
 
 SIDECAR_SUFFIX = ".resume.pt"
 SIDECAR_VERSION = 2
@@ -99,7 +100,6 @@ def _file_sha256(path: str) -> str:
 
 def save_snapshot(path: str, data: Dict[str, Any], state: Optional[Dict[str, Any]] = None) -> None:
     """Write the resume sidecar (if `state` is given), bound to the pkl's bytes, and then the pkl; both atomic."""
-    from stylegan_unlearn.pkl import network_pkl_bytes
     payload = network_pkl_bytes(data, os.fspath(path))
     if state is not None:
         state = _plain(dict(state, version=SIDECAR_VERSION, pkl_sha256=hashlib.sha256(payload).hexdigest()),

@@ -22,7 +22,7 @@ from stylegan_unlearn.loop.training_loop import training_loop
 from stylegan_unlearn.mnist import coverage
 from stylegan_unlearn.mnist.data import select, write_mnist_dataset_zip
 from stylegan_unlearn.mnist.judge import export_judge, train_judge
-from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks
+from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks, save_network_pkl
 
 __all__ = ["DEFAULTS", "training_kwargs", "pretrain", "export", "ensure_guide"]
 
@@ -140,7 +140,6 @@ def export(outdir: str, dest: str, which: str = "best", note: str = "") -> Dict:
 
     G ships as a copy of G_ema: adapt and unlearn start from, and are compared with, the averaged weights.
     """
-    from stylegan_unlearn.pkl import save_network_pkl
     history = coverage.read_history(os.path.join(outdir, "coverage.jsonl"))
     tag = coverage.pick_snapshot(history, which)
     record = next(r for r in history if r["tag"] == tag)

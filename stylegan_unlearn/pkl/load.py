@@ -8,9 +8,11 @@ from typing import IO, Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
+import dnnlib
 from stylegan_unlearn.pkl import families
 from stylegan_unlearn.pkl.errors import NetworkPklError, NetworkPklNotFoundError
 from stylegan_unlearn.pkl.safe_unpickler import PersistentRecord, REFUSAL_HINT, safe_load
+from torch_utils import misc
 
 __all__ = ["load_network_pkl", "load_networks", "load_generator", "describe_network", "check_network_file",
            "check_network_files", "NETWORK_KEYS"]
@@ -23,7 +25,6 @@ PathOrUrl = Union[str, "os.PathLike[str]"]
 
 def _open(path_or_url: Union[PathOrUrl, IO[bytes]]) -> Tuple[IO[bytes], str]:
     """A seekable binary file to read from (ours to close), and the name to use in messages."""
-    import dnnlib
     if hasattr(path_or_url, "read"):  # an open binary file, as the reference loader takes; left open
         label = str(getattr(path_or_url, "name", "<network pickle>"))
         return io.BytesIO(path_or_url.read()), label
@@ -169,7 +170,6 @@ def _takes_synthesis_kwargs(cls: type) -> bool:
 
 def _with_fp16(module: torch.nn.Module, key: str) -> torch.nn.Module:
     """Reference `force_fp16`: rebuild with num_fp16_res=4, conv_clamp=256 if that changes the kwargs."""
-    from torch_utils import misc
     old_kwargs = dict(module.init_kwargs)
     kwargs = copy.deepcopy(old_kwargs)
     if key.startswith("G") and ("synthesis_kwargs" in kwargs or _takes_synthesis_kwargs(type(module))):
