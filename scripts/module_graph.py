@@ -30,7 +30,7 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
               "stylegan_unlearn.mnist.judge")),
     ("method", ("stylegan_unlearn.method", "stylegan_unlearn.mnist.balance")),
     ("plugins", ("training_hooks",)),
-    ("loop and libraries", ("stylegan_unlearn.loop", "stylegan_unlearn.metrics", "stylegan_unlearn.collect",
+    ("loop and libraries", ("stylegan_unlearn.loop", "stylegan_unlearn.metrics", "stylegan_unlearn.samples",
                             "stylegan_unlearn.evaluate", "stylegan_unlearn.report", "stylegan_unlearn.training",
                             "stylegan_unlearn.mnist.coverage", "stylegan_unlearn.mnist.pretrain",
                             "stylegan_unlearn.mnist.pipeline")),
@@ -47,8 +47,8 @@ class Import(NamedTuple):
     comment: str
 
 
-def _module_name(path: str) -> str:
-    rel = os.path.relpath(path, REPO_ROOT)[:-3].replace(os.sep, ".")
+def _module_name(path: str, root: str = REPO_ROOT) -> str:
+    rel = os.path.relpath(path, root)[:-3].replace(os.sep, ".")
     return rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
 
 
@@ -116,7 +116,7 @@ class _Collector(ast.NodeVisitor):
 def collect_imports(root: str = REPO_ROOT) -> Tuple[List[str], List[Import]]:
     """(modules, imports between first-party modules), from the sources."""
     files = list(source_files(root))
-    modules = {_module_name(p): p for p in files}
+    modules = {_module_name(p, root): p for p in files}
     known = set(modules)
     imports: List[Import] = []
     for name, path in modules.items():
@@ -139,11 +139,17 @@ def layer_of(module: str) -> Optional[int]:
     return best
 
 
+# Packages whose modules sit in different layers; the package graph shows their modules one by one.
+SPLIT_PACKAGES = ("stylegan_unlearn.mnist",)
+
+
 def package_of(module: str) -> str:
-    """The unit of the package graph: sub-packages of stylegan_unlearn, the top-level packages, core modules."""
+    """The unit of the package graph: top-level packages, sub-packages and modules of stylegan_unlearn."""
     parts = module.split(".")
     if parts[0] != "stylegan_unlearn" or len(parts) == 1:
         return parts[0]
+    if ".".join(parts[:2]) in SPLIT_PACKAGES:
+        return ".".join(parts[:3])
     return ".".join(parts[:2])
 
 
@@ -192,6 +198,12 @@ def module_cycles(modules: Sequence[str], imports: Sequence[Import]) -> List[Lis
     return cycles(modules, {(i.importer, i.target) for i in imports})
 
 
+def top_level_edges(imports: Sequence[Import]) -> Set[Tuple[str, str]]:
+    """Edges between the top-level packages (stylegan_unlearn, training_hooks, patches, ...)."""
+    return {(i.importer.split(".")[0], i.target.split(".")[0]) for i in imports
+            if i.importer.split(".")[0] != i.target.split(".")[0]}
+
+
 def package_edges(imports: Sequence[Import]) -> Set[Tuple[str, str]]:
     return {(package_of(i.importer), package_of(i.target)) for i in imports
             if package_of(i.importer) != package_of(i.target)}
@@ -216,7 +228,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\nModule edges:")
         for i in sorted(imports):
             print(f"  {i.importer} -> {i.target}{'  (in a function)' if i.in_function else ''}")
-    print("\nPackage cycles:", cycles(packages, edges) or "none")
+    tops = sorted({m.split(".")[0] for m in modules})
+    print("\nTop-level package cycles:", cycles(tops, top_level_edges(imports)) or "none")
+    print("Package cycles:", cycles(packages, edges) or "none")
     print("Module cycles:", module_cycles(modules, imports) or "none")
     upward = upward_imports(imports)
     print(f"Upward imports: {len(upward) or 'none'}")
