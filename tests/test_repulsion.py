@@ -41,3 +41,15 @@ def test_il2_at_zero_distance_is_finite():
 def test_unknown_form_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown repulsion"):
         R.repulsion_term("l3", torch.tensor(1.0))
+
+
+def test_default_weights_depend_on_the_distance():
+    assert R.default_weight("el2", "official") == 100.0 and R.default_alpha("official") == 1.0
+    assert R.default_weight("nl2", "tensor-mean") == 1.0 and R.default_weight("il2", "official") == 10.0
+    assert R.default_weight("el2", "relative") == 10.0 and R.default_alpha("relative") == 0.1
+    assert R.DEFAULT_DISTANCE == "relative"
+    d = torch.tensor(2.0)
+    assert R.repulsion_term("el2", d, distance="relative").item() == pytest.approx(10 * math.exp(-0.2))
+    assert R.repulsion_term("el2", d, distance="official").item() == pytest.approx(100 * math.exp(-2.0))
+    with pytest.raises(ValueError, match="unknown repulsion"):
+        R.default_weight("l1", "relative")

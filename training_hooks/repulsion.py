@@ -3,19 +3,19 @@
 The term is the method core's `stylegan_unlearn.method.penalties.RepulsionPenalty`: it pushes the
 generator away from K ≥ 1 adapted ("negative") networks θ_N^1..θ_N^K with
   * ``il2`` = w / d,  ``nl2`` = −w·d,  ``el2`` = w·exp(−α·d)   (`stylegan_unlearn.method.repulsion`)
-  * d over the selected parameters, averaged over the K networks: ``l2`` (the paper's Σ(θ − θ_N)²),
-    ``tensor-mean`` (the official code's per-tensor mean squared difference averaged over tensors),
-    ``official`` or ``relative`` (see `stylegan_unlearn.method.params` for how they relate).
+  * d over the selected parameters, averaged over the K networks: ``relative`` (the paper's
+    Σ(θ − θ_N)² in units of its value at the start, the default), ``l2``, ``tensor-mean`` or
+    ``official`` (exactly the official code's d) — see `stylegan_unlearn.method.params`.
 The adapted networks' **G_ema** weights are used (as the official code reads `g_ema`), loaded once
 and never read from disk again. The term is added to the generator's main phase (Gmain/Gboth),
 scaled by `gain`, and reported as `Loss/G/repulsion` with the distance as `Loss/G/distance`. With
 `start_from` (the patch blocks pass the `--resume` pkl) G first takes that pkl's G_ema, where the
 method starts unlearning (`stylegan_unlearn.method.anchors`).
 
-Defaults follow the official code's settings (the option table `stylegan_unlearn.method.options`):
-EL2 with weight 100 (the hard-coded official EL2 weight) and α = 1 (its MNIST run), distance
-``tensor-mean`` (the normalisation those values were tuned for), all generator parameters
-repelled (``params='all'``).
+Defaults (the option table `stylegan_unlearn.method.options`): EL2 on the ``relative`` distance with
+w = 10 and α = 0.1 (measured on MNIST), all generator parameters repelled (``params='all'``) as in the
+official code; with ``distance='official'`` the default weights are the official code's
+(`stylegan_unlearn.method.repulsion.default_weight`).
 """
 from stylegan_unlearn.method import repulsion as repulsion_forms
 from stylegan_unlearn.method.anchors import start_at_g_ema
@@ -29,10 +29,10 @@ class RepulsionLoss(StyleGAN2Loss):
     """StyleGAN2Loss (ADA signature) + repulsion from the `adapted` networks.
 
     Extra keyword arguments (all JSON-serialisable): `adapted` (list of pkl paths, K ≥ 1),
-    `repulsion` ('il2' | 'nl2' | 'el2', default 'el2'), `repulsion_weight` (w; default per form:
-    il2 10, nl2 1, el2 100), `alpha` (EL2, default 1), `distance` ('l2' | 'tensor-mean' | 'official' |
-    'relative', default 'tensor-mean'), `params` ('synthesis' | 'all', default 'all'), `start_from`
-    (a pkl whose G_ema G starts at; None keeps G as handed over).
+    `repulsion` ('il2' | 'nl2' | 'el2', default 'el2'), `repulsion_weight` (w; default per form and
+    distance), `alpha` (EL2; default per distance), `distance` ('relative' | 'l2' | 'tensor-mean' |
+    'official', default 'relative'), `params` ('synthesis' | 'all', default 'all'), `start_from` (a pkl
+    whose G_ema G starts at; None keeps G as handed over).
     """
 
     def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, adapted=(),

@@ -58,14 +58,16 @@ OPTIONS: Tuple[MethodOption, ...] = (
                  stages=("unlearn", "extrapolate"), multiple=True, loss_kwarg="adapted"),
     MethodOption("repulsion", "choice", "Repulsion form", stages=("unlearn",), default="el2",
                  choices=("il2", "nl2", "el2"), loss_kwarg="repulsion"),
-    MethodOption("repulsion_weight", "float", "Repulsion weight", stages=("unlearn",), loss_kwarg="repulsion_weight",
-                 default_note="the form's: il2 10, nl2 1, el2 100"),
+    MethodOption("repulsion_weight", "float", "Repulsion weight w", stages=("unlearn",), loss_kwarg="repulsion_weight",
+                 default_note="per form and distance: relative/l2 el2 10, nl2 0.1, il2 1; official/tensor-mean "
+                              "el2 100, nl2 1, il2 10"),
     MethodOption("alpha", "float", "EL2 sharpness alpha in exp(-alpha*d)", stages=("unlearn",), loss_kwarg="alpha",
-                 default_note="1"),
+                 default_note="relative/l2 0.1; official/tensor-mean 1"),
     MethodOption("distance", "choice",
-                 "Parameter distance: l2 = the paper's sum of squares, tensor-mean = mean of per-tensor mean squares, "
-                 "official = the official code's d (K^2/2 x tensor-mean), relative = l2 in units of its start value",
-                 stages=("unlearn",), default="tensor-mean", choices=("l2", "tensor-mean", "official", "relative"),
+                 "Parameter distance for the repulsion: relative = |theta-theta_N|^2 in units of its value at the "
+                 "start; l2 = the paper's sum of squares; tensor-mean = mean of per-tensor mean squares; official = "
+                 "the official code's d (K^2/2 x tensor-mean), whose default weights reproduce its strength",
+                 stages=("unlearn",), default="relative", choices=("relative", "l2", "tensor-mean", "official"),
                  loss_kwarg="distance"),
     MethodOption("ewc_lambda", "float", "EWC weight lambda", stages=("adapt",), default=5e8, loss_kwarg="ewc_lambda"),
     MethodOption("fisher_samples", "int", "Generated samples for the EWC Fisher estimate", stages=("adapt",),

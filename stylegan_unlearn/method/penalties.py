@@ -6,7 +6,8 @@
   `stylegan_unlearn.method.fisher`, estimated once (or read from `fisher_cache`). Reported as
   `Loss/G/ewc`.
 * `RepulsionPenalty` (Stage 2, unlearn): a repulsion form (`stylegan_unlearn.method.repulsion`:
-  il2 = w/d, nl2 = −w·d, el2 = w·exp(−α·d)) of the distance d to K ≥ 1 adapted networks θ_N
+  il2 = w/d, nl2 = −w·d, el2 = w·exp(−α·d); default w and α per distance) of the distance d to K ≥ 1
+  adapted networks θ_N
   (their G_ema weights, loaded once by `anchors.load_adapted_generator`, reduced to their mean and
   spread on the device; distances in `stylegan_unlearn.method.params`). Reported as
   `Loss/G/repulsion`, with the distance as `Loss/G/distance`.
@@ -25,8 +26,8 @@ import torch
 from stylegan_unlearn.method import options, repulsion as repulsion_forms
 from stylegan_unlearn.method.anchors import AdaptedSource, load_adapted_generator
 from stylegan_unlearn.method.fisher import load_or_compute_fisher
-from stylegan_unlearn.method.params import (AnchorSet, GeneratorLike, gather_aligned, require_device, select_params,
-                                            unwrap, weighted_sq_distance)
+from stylegan_unlearn.method.params import (DISTANCE_MODES, AnchorSet, GeneratorLike, gather_aligned, require_device,
+                                            select_params, unwrap, weighted_sq_distance)
 from torch_utils import training_stats
 
 __all__ = ["EWCPenalty", "RepulsionPenalty", "DEFAULT_EWC_LAMBDA", "DEFAULT_FISHER_SAMPLES", "DEFAULT_EWC_PARAMS",
@@ -82,14 +83,17 @@ class RepulsionPenalty:
         if repulsion not in repulsion_forms.REPULSION_FORMS:
             raise ValueError(f"unknown repulsion {repulsion!r}; use one of "
                              f"{', '.join(repulsion_forms.REPULSION_FORMS)}")
+        if distance not in DISTANCE_MODES:
+            raise ValueError(f"unknown distance {distance!r}; use one of {', '.join(DISTANCE_MODES)}")
         if isinstance(adapted, (str, os.PathLike, torch.nn.Module, Mapping)):
             adapted = [adapted]  # a single network given without a list
         adapted = list(adapted or [])
         if not adapted:
             raise ValueError("RepulsionLoss needs at least one adapted network (adapted=[...pkl])")
         self.form = repulsion
-        self.weight = repulsion_forms.DEFAULT_WEIGHTS[repulsion] if repulsion_weight is None else float(repulsion_weight)
-        self.alpha = repulsion_forms.DEFAULT_ALPHA if alpha is None else float(alpha)
+        self.weight = (repulsion_forms.default_weight(repulsion, distance) if repulsion_weight is None
+                       else float(repulsion_weight))
+        self.alpha = repulsion_forms.default_alpha(distance) if alpha is None else float(alpha)
         repulsion_forms.check_settings(self.weight, self.alpha)
         device = torch.device(device)
         named = select_params(generator, params)
@@ -101,12 +105,12 @@ class RepulsionPenalty:
         for index, source in enumerate(adapted):
             network = load_adapted_generator(source)
             anchors.append([t.detach() for t in gather_aligned(network, self.names, shapes, _describe(source, index))])
-        self.anchors = AnchorSet(anchors, mode=distance, device=device, dtype=self.params[0].dtype,
-                                 reference=[p.detach() for p in self.params])
-        for index, source in enumerate(adapted):
+        for index, source in enumerate(adapted):  # before the distance, whose 'relative' unit would be 0 then
             if all(torch.equal(a.to(device=p.device, dtype=p.dtype), p.detach()) for a, p in zip(anchors[index], self.params)):
                 raise ValueError(f"{_describe(source, index)} has the same weights as the network being trained; "
                                  "the repulsion distance to it would be 0 (pass a network made by --mode=adapt)")
+        self.anchors = AnchorSet(anchors, mode=distance, device=device, dtype=self.params[0].dtype,
+                                 reference=[p.detach() for p in self.params])
 
     @property
     def num_adapted(self) -> int:

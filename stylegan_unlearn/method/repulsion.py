@@ -6,22 +6,48 @@ negative networks:
   * ``nl2`` (negative ℓ2):          −w · d        (unbounded below: rely on short runs)
   * ``el2`` (exponential neg. ℓ2):  w · exp(−α · d)
 
-Defaults follow the official code's real settings: EL2 is the form with the best tables, and the
-official EL2 uses a hard-coded weight of 100 with the command-line "gamma" acting as α (MNIST run
-file: α = 1); IL2 runs used weights 10 (CelebA-HQ) and 0.1–100 (AFHQ); NL2 used 1–1.2. Those
-values assume the official ``tensor-mean``-style normalisation of d (see `stylegan_unlearn.method.params`).
+Default weights and α depend on the distance they are applied to (`stylegan_unlearn.method.params`):
+  * with ``official`` (and ``tensor-mean``) they are the official code's: EL2 uses its hard-coded
+    weight 100 with the command-line "gamma" acting as α = 1 (MNIST run file), NL2 weight 1, IL2
+    weight 10. With ``--distance official`` this reproduces the official effective strength at every K.
+  * with ``relative`` (the default; d = 1 at the start of unlearning) and ``l2`` they are the values
+    measured best on MNIST (benchmarks/results/mnist_ablations_digit1.md): EL2 w = 10 with α = 0.1,
+    so the push lasts about ten starting distances; the official strength wrecked the generator
+    there (FID ×2.8) and the official α = 1 saturated within the first kimg.
 """
 import math
 from typing import Callable, Dict, Optional
 
 import torch
 
-__all__ = ["REPULSION_FORMS", "DEFAULT_FORM", "DEFAULT_WEIGHTS", "DEFAULT_ALPHA", "il2", "nl2", "el2",
-           "repulsion_term", "check_settings"]
+from stylegan_unlearn.method import options
+
+__all__ = ["REPULSION_FORMS", "DEFAULT_FORM", "DEFAULT_DISTANCE", "DEFAULT_WEIGHTS", "DEFAULT_ALPHA",
+           "OFFICIAL_WEIGHTS", "OFFICIAL_ALPHA", "RELATIVE_WEIGHTS", "RELATIVE_ALPHA", "default_weight",
+           "default_alpha", "il2", "nl2", "el2", "repulsion_term", "check_settings"]
 
 DEFAULT_FORM = "el2"
-DEFAULT_WEIGHTS: Dict[str, float] = {"il2": 10.0, "nl2": 1.0, "el2": 100.0}
-DEFAULT_ALPHA = 1.0
+DEFAULT_DISTANCE: str = options.default("distance")  # the one option table's
+OFFICIAL_WEIGHTS: Dict[str, float] = {"il2": 10.0, "nl2": 1.0, "el2": 100.0}
+OFFICIAL_ALPHA = 1.0
+RELATIVE_WEIGHTS: Dict[str, float] = {"il2": 1.0, "nl2": 0.1, "el2": 10.0}
+RELATIVE_ALPHA = 0.1
+_OFFICIAL_SCALE_DISTANCES = ("official", "tensor-mean")
+DEFAULT_WEIGHTS = OFFICIAL_WEIGHTS  # kept for callers that predate per-distance defaults
+DEFAULT_ALPHA = OFFICIAL_ALPHA
+
+
+def default_weight(form: str, distance: str = DEFAULT_DISTANCE) -> float:
+    """The default repulsion weight w of `form` on `distance` (official values on the official scales)."""
+    table = OFFICIAL_WEIGHTS if distance in _OFFICIAL_SCALE_DISTANCES else RELATIVE_WEIGHTS
+    if form not in table:
+        raise ValueError(f"unknown repulsion {form!r}; use one of {', '.join(table)}")
+    return table[form]
+
+
+def default_alpha(distance: str = DEFAULT_DISTANCE) -> float:
+    """The default EL2 sharpness α on `distance`."""
+    return OFFICIAL_ALPHA if distance in _OFFICIAL_SCALE_DISTANCES else RELATIVE_ALPHA
 # d is clamped here for IL2 so that θ exactly at θ_N gives a large finite loss rather than inf.
 _IL2_MIN_DISTANCE = 1e-12
 
@@ -54,11 +80,11 @@ def check_settings(weight: float, alpha: float) -> None:
 
 
 def repulsion_term(form: str, d: torch.Tensor, weight: Optional[float] = None,
-                   alpha: Optional[float] = None) -> torch.Tensor:
-    """Apply repulsion `form` to distance `d`; `weight`/`alpha` default to the official settings."""
+                   alpha: Optional[float] = None, distance: str = "official") -> torch.Tensor:
+    """Apply repulsion `form` to distance `d`; `weight`/`alpha` default to those of `distance`."""
     if form not in REPULSION_FORMS:
         raise ValueError(f"unknown repulsion {form!r}; use one of {', '.join(REPULSION_FORMS)}")
-    w = DEFAULT_WEIGHTS[form] if weight is None else float(weight)
+    w = default_weight(form, distance) if weight is None else float(weight)
     if form == "el2":
-        return el2(d, w, DEFAULT_ALPHA if alpha is None else float(alpha))
+        return el2(d, w, default_alpha(distance) if alpha is None else float(alpha))
     return REPULSION_FORMS[form](d, w)
