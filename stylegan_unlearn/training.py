@@ -552,7 +552,8 @@ def trained_network(run_dir: str) -> str:
             snapshot = json.load(f).get("last_snapshot")
         if snapshot:
             return snapshot
-    extrapolated = sorted(name for name in os.listdir(run_dir) if name.startswith("extrapolated-") and name.endswith(".pkl"))
+    extrapolated = sorted(name for name in os.listdir(run_dir)
+                          if name.startswith("extrapolated-") and name.endswith(".pkl"))
     if extrapolated:
         return os.path.join(run_dir, extrapolated[-1])
     raise FileNotFoundError(f"run directory {run_dir} holds no finished network (no final.json snapshot, "

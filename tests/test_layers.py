@@ -50,7 +50,8 @@ def test_no_cycles(graph):
 def test_the_library_never_imports_the_loss_plugins_or_the_front_doors(graph):
     _, imports = graph
     offending = [(i.importer, i.target) for i in imports
-                 if i.importer.startswith("stylegan_unlearn") and i.target.split(".")[0] in ("training_hooks", "patches")]
+                 if i.importer.startswith("stylegan_unlearn")
+                 and i.target.split(".")[0] in ("training_hooks", "patches")]
     assert offending == []
 
 
@@ -78,4 +79,5 @@ def test_a_layer_violation_is_caught(tmp_path):
     modules, imports = module_graph.collect_imports(str(tmp_path))
     assert {(i.importer, i.target) for i in module_graph.upward_imports(imports)} == \
         {("stylegan_unlearn.fileio", "stylegan_unlearn.loop.snapshots")}
-    assert module_graph.module_cycles(modules, imports) == [["stylegan_unlearn.fileio", "stylegan_unlearn.loop.snapshots"]]
+    assert module_graph.module_cycles(modules, imports) == [
+        ["stylegan_unlearn.fileio", "stylegan_unlearn.loop.snapshots"]]

@@ -75,7 +75,8 @@ OPTIONS: Tuple[MethodOption, ...] = (
     MethodOption("params", "choice", "Generator parameters that take part",
                  stages=("adapt", "unlearn", "extrapolate"), choices=("synthesis", "all"), loss_kwarg="params",
                  default_note="synthesis for adapt, all otherwise, as in the official code"),
-    MethodOption("extrapolate_gamma", "float", "gamma of theta_G + gamma*(theta_G - mean theta_N)", stages=("extrapolate",), default=1.0),
+    MethodOption("extrapolate_gamma", "float", "gamma of theta_G + gamma*(theta_G - mean theta_N)",
+                 stages=("extrapolate",), default=1.0),
 )
 
 

@@ -264,8 +264,9 @@ def load_networks(path_or_url: Union[PathOrUrl, IO[bytes]], keys: Sequence[str] 
     return data
 
 
-def load_generator(path_or_url: Union[PathOrUrl, IO[bytes]], *, key: str = "G_ema", device: Union[str, torch.device] = "cpu",
-                   safe: bool = True, option: Optional[str] = None) -> torch.nn.Module:
+def load_generator(path_or_url: Union[PathOrUrl, IO[bytes]], *, key: str = "G_ema",
+                   device: Union[str, torch.device] = "cpu", safe: bool = True,
+                   option: Optional[str] = None) -> torch.nn.Module:
     """One generator of a network pickle, ready for sampling: eval mode, no gradients (see `load_networks`)."""
     G = load_networks(path_or_url, (key,), option=option, safe=safe, device=device)[key]
     return G.eval().requires_grad_(False)
