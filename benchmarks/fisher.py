@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from anywhere
 
-from stylegan_unlearn.fisher import compute_fisher
+from stylegan_unlearn.method.fisher import compute_fisher
 from stylegan_unlearn.networks.stylegan2 import Discriminator, Generator
 
 

@@ -21,7 +21,7 @@ from typing import Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from stylegan_unlearn.cliutil import parse_int_ranges  # noqa: E402
+from stylegan_unlearn.ranges import parse_int_ranges  # noqa: E402
 from stylegan_unlearn.fileio import atomic_write_text  # noqa: E402
 from stylegan_unlearn.mnist import pipeline  # noqa: E402
 

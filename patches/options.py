@@ -2,9 +2,10 @@
 
 This module is imported at run time by a patched reference `train.py` (see `patches.patcher`), so it
 depends only on click and the standard library at import time (torch and the pkl loader are imported
-only to check the networks of an adapt/unlearn run). The option table below is the single definition
-used both to write the patch blocks and to read the options back; the stage defaults come from the
-one recipe table, `stylegan_unlearn.recipe`, through `patches.recipe_args`.
+only to check the networks of an adapt/unlearn run). The options come from the method's one option
+table, `stylegan_unlearn.method.options` (which our own train.py reads too); `OPTIONS` below renders
+them as the click decorators of the patch blocks and reads them back. The stage defaults come from
+the one recipe table, `stylegan_unlearn.method.recipe`, through `patches.recipe_args`.
 """
 import os
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
@@ -12,7 +13,8 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set
 import click
 
 from patches.recipe_args import apply_recipe, use_float_betas
-from stylegan_unlearn.cliutil import options_given
+from stylegan_unlearn.commands.given import options_given
+from stylegan_unlearn.method import options as method_options
 
 MODES = ("train", "adapt", "unlearn")
 
@@ -26,28 +28,35 @@ class UnlearnOption(NamedTuple):
     loss_kwarg: Optional[str]
 
 
+PATCHED_STAGES = ("adapt", "unlearn")  # the reference loops train; extrapolation is our own train.py's
+
+
+def _click_source(entry: method_options.MethodOption) -> str:
+    """The click keyword arguments of one method option as source text (no default: None means not given)."""
+    stages = [s for s in entry.stages if s in PATCHED_STAGES]
+    shown = entry.shown_default()
+    text = f"{entry.help} (--mode={'/'.join(stages)})" + (f" [default: {shown}]" if shown else "")
+    kwargs = [f"help={text!r}"]
+    if entry.kind == "pkl":
+        kwargs.append("metavar='PKL'")
+    elif entry.kind == "choice":
+        kwargs.append(f"type=click.Choice({list(entry.choices)!r})")
+    elif entry.kind == "int":
+        kwargs.append(f"type=click.IntRange(min={entry.minimum})" if entry.minimum is not None else "type=int")
+    else:
+        kwargs.append("type=float")
+    if entry.multiple:
+        kwargs.append("multiple=True")
+    return ", ".join(kwargs)
+
+
+# --mode, then every method option of the stages a reference loop trains, in table order.
 OPTIONS: Tuple[UnlearnOption, ...] = (
     UnlearnOption("--mode", "mode",
                   "help='Unlearning stage: train (unchanged), adapt (EWC, Stage 1) or unlearn (repulsion, Stage 2)', "
                   "type=click.Choice(['train', 'adapt', 'unlearn']), default='train', show_default=True", None),
-    UnlearnOption("--adapted", "adapted",
-                  "help='Adapted (negative) network pkl for --mode=unlearn; repeat for an ensemble', "
-                  "multiple=True, metavar='PKL'", "adapted"),
-    UnlearnOption("--repulsion", "repulsion",
-                  "help='Repulsion form for --mode=unlearn', type=click.Choice(['il2', 'nl2', 'el2'])", "repulsion"),
-    UnlearnOption("--repulsion-weight", "repulsion_weight",
-                  "help='Weight of the repulsion term', type=float", "repulsion_weight"),
-    UnlearnOption("--alpha", "alpha", "help='EL2 sharpness alpha in exp(-alpha*d)', type=float", "alpha"),
-    UnlearnOption("--distance", "distance",
-                  "help='Parameter distance', type=click.Choice(['relative', 'l2', 'tensor-mean', 'official'])", "distance"),
-    UnlearnOption("--ewc-lambda", "ewc_lambda", "help='EWC weight lambda for --mode=adapt', type=float",
-                  "ewc_lambda"),
-    UnlearnOption("--fisher-samples", "fisher_samples",
-                  "help='Generated samples for the EWC Fisher estimate', type=click.IntRange(min=1)",
-                  "fisher_samples"),
-    UnlearnOption("--params", "params",
-                  "help='Generator parameters that take part', type=click.Choice(['synthesis', 'all'])", "params"),
-)
+) + tuple(UnlearnOption(entry.flag, entry.name, _click_source(entry), entry.loss_kwarg)
+          for entry in method_options.OPTIONS if set(entry.stages) & set(PATCHED_STAGES))
 
 OPTION_NAMES: Tuple[str, ...] = tuple(o.dest for o in OPTIONS)
 
@@ -59,8 +68,10 @@ LOSS_CLASSES: Dict[Tuple[str, str], str] = {
     ("sg3", "unlearn"): "training_hooks.sg3.RepulsionLoss",
 }
 
-_ADAPT_ONLY = {"ewc_lambda", "fisher_samples"}
-_UNLEARN_ONLY = {"adapted", "repulsion", "repulsion_weight", "alpha", "distance"}
+_ONLY = {stage: {e.name for e in method_options.OPTIONS if set(e.stages) & set(PATCHED_STAGES) == {stage}}
+         for stage in PATCHED_STAGES}
+_ADAPT_ONLY = _ONLY["adapt"]
+_UNLEARN_ONLY = _ONLY["unlearn"]
 
 
 def click_decorator_lines() -> List[str]:
@@ -101,7 +112,7 @@ def loss_overrides(opts: Mapping[str, Any], flavour: str) -> Dict[str, Any]:
 
 def _check_networks(resume: str, adapted: Sequence[str]) -> None:
     """The --resume network exists and every --adapted one has its architecture (before anything is written)."""
-    from stylegan_unlearn.architecture import check_adapted_networks  # imported late: needs torch
+    from stylegan_unlearn.method.architecture import check_adapted_networks  # imported late: needs torch
     try:
         check_adapted_networks(resume, adapted)
     except (ValueError, OSError) as err:

@@ -1,4 +1,4 @@
-"""The official recipe (`stylegan_unlearn.recipe`) written into a reference train.py's training-loop kwargs.
+"""The official recipe (`stylegan_unlearn.method.recipe`) written into a reference train.py's training-loop kwargs.
 
 The reference scripts hand their loop one `EasyDict` (stylegan2-ada-pytorch `args`, stylegan3 `c`)
 whose keys are the documented `training_loop` arguments. For every recipe setting the user did not
@@ -10,7 +10,7 @@ from typing import Any, Callable, Container, Dict, List, Mapping
 
 import click
 
-from stylegan_unlearn import recipe
+from stylegan_unlearn.method import recipe
 
 __all__ = ["apply_recipe", "per_gpu_batch", "use_float_betas", "RECIPE_TARGETS"]
 

@@ -8,16 +8,17 @@ import importlib
 import click
 
 # command name -> ("module:click_command_attribute", one-line help shown by --help without importing)
+_C = "stylegan_unlearn.commands"
 COMMANDS = {
-    "train": ("stylegan_unlearn.train_cli:train_command", "Train, adapt (EWC), unlearn (repulsion) or extrapolate."),
-    "generate": ("stylegan_unlearn.generate:generate_command", "Generate images and a seed-labelled contact sheet."),
-    "convert": ("stylegan_unlearn.convert:convert_command", "Convert a stylegan2-pytorch checkpoint."),
-    "collect": ("stylegan_unlearn.samples:collect_command", "Collect negative/positive samples as dataset zips."),
-    "evaluate": ("stylegan_unlearn.evaluate:evaluate_command", "Measure PUL, FID, KID, Ret-FID and drift."),
-    "report": ("stylegan_unlearn.report:report_command", "Write an HTML/Markdown report of an evaluation."),
+    "train": (f"{_C}.train:train_command", "Train, adapt (EWC), unlearn (repulsion) or extrapolate."),
+    "generate": (f"{_C}.generate:generate_command", "Generate images and a seed-labelled contact sheet."),
+    "convert": (f"{_C}.convert:convert_command", "Convert a stylegan2-pytorch checkpoint."),
+    "collect": (f"{_C}.collect:collect_command", "Collect negative/positive samples as dataset zips."),
+    "evaluate": (f"{_C}.evaluate:evaluate_command", "Measure PUL, FID, KID, Ret-FID and drift."),
+    "report": (f"{_C}.report:report_command", "Write an HTML/Markdown report of an evaluation."),
     "patch": ("patches.patcher:patch_command", "Add --mode=adapt|unlearn to your own StyleGAN checkout."),
     "demo": ("stylegan_unlearn.demo:demo_command", "Unlearn a digit from the bundled MNIST generator."),
-    "extrapolate": ("stylegan_unlearn.extrapolate:extrapolate_command", "Task-vector extrapolation baseline."),
+    "extrapolate": (f"{_C}.extrapolate:extrapolate_command", "Task-vector extrapolation baseline."),
 }
 
 

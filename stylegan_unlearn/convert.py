@@ -1,4 +1,4 @@
-"""`stylegan-unlearn convert`: stylegan2-pytorch checkpoints -> reference network pickles.
+"""stylegan2-pytorch checkpoints -> reference network pickles (the library of `stylegan-unlearn convert`).
 
 The paper's models are stylegan2-pytorch `.pt` dicts (`g`, `d`, `g_ema` state dicts, plus optimiser state
 and `args`). The two implementations compute the same functions, so conversion is a renaming with
@@ -28,11 +28,11 @@ import pickle
 import zipfile
 from typing import Any, Dict, List, Optional, Tuple
 
-import click
 import numpy as np
 import torch
 
 from stylegan_unlearn.networks.stylegan2 import Discriminator, Generator
+from stylegan_unlearn.pkl import save_network_pkl
 from torch_utils.ops import upfirdn2d
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
     "discriminator_to_stylegan2_pytorch",
     "convert_stylegan2_pytorch_checkpoint",
     "load_stylegan2_pytorch_checkpoint",
-    "convert_command",
+    "convert_checkpoint_file",
 ]
 
 StateDict = Dict[str, torch.Tensor]
@@ -451,30 +451,20 @@ def _describe(G: Generator, D: Discriminator) -> str:
             f"channel_max {syn.get('channel_max')}, D minibatch-std group {D.b4.mbstd.group_size if D.b4.mbstd else 0}")
 
 
-@click.command("convert")
-@click.option("--src", "src", required=True, type=click.Path(dir_okay=False),
-              help="stylegan2-pytorch checkpoint (.pt with 'g', 'd', 'g_ema').")
-@click.option("--dst", "dst", required=True, type=click.Path(dir_okay=False),
-              help="Network pickle to write (StyleGAN2-ADA layout).")
-@click.option("--w-avg-samples", default=DEFAULT_W_AVG_SAMPLES, show_default=True, type=click.IntRange(min=1),
-              help="Latents averaged for w_avg when the checkpoint has no 'latent_avg'.")
-@click.option("--allow-pickle", is_flag=True,
-              help="Load checkpoints that hold arbitrary Python objects (runs their pickle code: trusted files only).")
-@click.option("--overwrite", is_flag=True, help="Replace --dst if it exists.")
-def convert_command(src: str, dst: str, w_avg_samples: int, allow_pickle: bool, overwrite: bool) -> None:
-    """Convert a stylegan2-pytorch checkpoint into a network pickle."""
-    from stylegan_unlearn.pkl import save_network_pkl
+def convert_checkpoint_file(src: str, dst: str, *, w_avg_samples: int = DEFAULT_W_AVG_SAMPLES,
+                            allow_pickle: bool = False, overwrite: bool = False) -> str:
+    """Convert the stylegan2-pytorch checkpoint `src` into the network pickle `dst`; returns a one-line summary.
 
+    Raises FileExistsError (dst exists and not `overwrite`), FileNotFoundError, or ConversionError (a
+    ValueError) naming `src` for a checkpoint this converter does not understand.
+    """
     if os.path.exists(dst) and not overwrite:
-        raise click.ClickException(f"{dst} already exists; pass --overwrite to replace it")
-    try:
-        ckpt = load_stylegan2_pytorch_checkpoint(src, allow_pickle=allow_pickle)
-    except (ConversionError, FileNotFoundError) as err:
-        raise click.ClickException(str(err))
+        raise FileExistsError(f"{dst} already exists; pass --overwrite to replace it")
+    ckpt = load_stylegan2_pytorch_checkpoint(src, allow_pickle=allow_pickle)
     try:
         data = convert_stylegan2_pytorch_checkpoint(ckpt, w_avg_samples=w_avg_samples)
     except ConversionError as err:
-        raise click.ClickException(f"{src}: {err}")
+        raise ConversionError(f"{src}: {err}") from None
     save_network_pkl(dst, data)
     source = "checkpoint latent_avg" if ckpt.get("latent_avg") is not None else f"mean of {w_avg_samples} latents"
-    click.echo(f"converted {src} -> {dst}: {_describe(data['G_ema'], data['D'])}; w_avg from {source}")
+    return f"converted {src} -> {dst}: {_describe(data['G_ema'], data['D'])}; w_avg from {source}"

@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 import click
 
-from stylegan_unlearn.cliutil import one_line_errors
+from stylegan_unlearn.commands.cliutil import one_line_errors
 from stylegan_unlearn.fileio import atomic_write_text, check_writable_dir
 from stylegan_unlearn.mnist import pipeline
 

@@ -28,6 +28,15 @@ def to_uint8(images: torch.Tensor, drange=(-1, 1)) -> np.ndarray:
     return x.permute(0, 2, 3, 1).numpy()
 
 
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW from [−1, 1] floats exactly as the reference metrics do: (x·127.5 + 128) clamped, truncated.
+
+    Refuses (ValueError) NaN/Inf values, which would otherwise become black pixels.
+    """
+    check_finite_images(images.detach())
+    return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
 def _pil(array: np.ndarray) -> Image.Image:
     if array.ndim == 3 and array.shape[2] == 1:
         return Image.fromarray(array[:, :, 0], "L")

@@ -1,4 +1,4 @@
-"""`stylegan-unlearn report`: an HTML and Markdown report of an evaluation.
+"""An HTML and Markdown report of an evaluation (the library of `stylegan-unlearn report`).
 
 Reads `summary.json` written by `evaluate` and writes into `--out`:
   * `samples.png` — same-seed samples, one row per network (original, adapted, unlearned,
@@ -8,20 +8,29 @@ Reads `summary.json` written by `evaluate` and writes into `--out`:
     the one file is the whole report) and `report.md`, with the metric table, the attribute drift
     table and the run options.
 Networks come from the summary; `--network NAME=PKL` adds more (e.g. the adapted or extrapolated
-networks) or points a name at a moved file.
+networks) or points a name at a moved file. `write_report` does all of it; the `report` command is a
+click wrapper around it. The charts need matplotlib, an optional dependency, imported only when they are
+drawn.
 """
 import base64
 import html
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-import click
 import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
 
-from stylegan_unlearn.cliutil import IntRanges, one_line_errors
+from stylegan_unlearn.device import resolve_device
+from stylegan_unlearn.errors import MissingDependencyError
+from stylegan_unlearn.fileio import atomic_write, atomic_write_text, check_writable_dir
+from stylegan_unlearn.images import quantize
+from stylegan_unlearn.pkl import check_network_files, load_generator
+from stylegan_unlearn.ranges import parse_int_ranges
+from stylegan_unlearn.seeds import generate_all
 
-__all__ = ["report_command", "write_report", "network_role"]
+__all__ = ["write_report", "network_role"]
 
 ROLES = ("original", "adapted", "unlearned", "extrapolated")
 METRICS = [  # key, title, axis label, format, note
@@ -55,10 +64,6 @@ def _ordered_networks(summary: Dict, extra: Sequence[Tuple[str, str]]) -> List[T
 
 def _samples_figure(rows: Sequence[Tuple[str, Optional[np.ndarray]]], seeds: Sequence[int], path: str) -> None:
     """One PNG: a label column, then one tile per seed for every network (blank when unavailable)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from stylegan_unlearn.fileio import atomic_write
-
     first = next(images for _name, images in rows if images is not None)
     _n, height, width, _c = first.shape
     scale = max(1, int(np.ceil(64 / max(height, width))))
@@ -85,12 +90,10 @@ def _samples_figure(rows: Sequence[Tuple[str, Optional[np.ndarray]]], seeds: Seq
 
 
 def _bar_chart(names: Sequence[str], values: Sequence[float], title: str, ylabel: str, fmt, path: str) -> None:
-    import matplotlib
+    import matplotlib  # optional dependency (pip install stylegan-unlearn[report]); only the charts need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from stylegan_unlearn.fileio import atomic_write
+    import matplotlib.pyplot as plt  # after choosing the non-interactive backend
 
     figure, axes = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 1.5), 3.2), dpi=100)
     try:
@@ -233,32 +236,27 @@ def _documents(summary: Dict, out: str, samples_file: Optional[str], grid_seeds:
 
 
 def write_report(eval_dir: str, out: str, extra_networks: Sequence[Tuple[str, str]] = (),
-                 grid_seeds: Optional[Sequence[int]] = None, embed_images: bool = False, device=None,
-                 title: str = "Adapt-then-Unlearn report", echo=print) -> Dict[str, str]:
+                 grid_seeds: Optional[Sequence[int]] = None, embed_images: bool = False,
+                 device: Union[str, torch.device, None] = None, title: str = "Adapt-then-Unlearn report",
+                 echo: Callable[[str], None] = print) -> Dict[str, str]:
     """Write report.html, report.md and their PNGs into `out`; returns {kind: path}.
 
-    Every one of `extra_networks` must exist (a missing one is an error); networks of the summary that
-    moved are shown as a note in the report.
+    `eval_dir` holds the summary.json that `evaluate_networks` wrote; `extra_networks` are (name, pkl)
+    pairs to add to the sample grid, and every one of them must exist (a missing one is an error);
+    networks of the summary that moved are shown as a note in the report. `device` defaults to the CPU
+    (the grid is small). Raises ValueError / OSError for bad input.
     """
-    import torch
-
-    from stylegan_unlearn.cliutil import parse_int_ranges
-    from stylegan_unlearn.evaluate import check_network_paths
-    from stylegan_unlearn.fileio import atomic_write_text, check_writable_dir
-    from stylegan_unlearn.metrics.sampling import generate_all, quantize
-    from stylegan_unlearn.samples import load_network
-
     check_writable_dir(out, "--out")
-    check_network_paths([(f"--network {name}", path) for name, path in extra_networks])
+    check_network_files([(f"--network {name}", path) for name, path in extra_networks])
     summary_path = os.path.join(eval_dir, "summary.json")
     if not os.path.isfile(summary_path):
-        raise click.ClickException(f"'{summary_path}' not found; run 'stylegan-unlearn evaluate --out {eval_dir}' first")
+        raise FileNotFoundError(f"'{summary_path}' not found; run 'stylegan-unlearn evaluate --out {eval_dir}' first")
     try:
         with open(summary_path, "r", encoding="utf-8") as f:
             summary = json.load(f)
     except ValueError as err:
-        raise click.ClickException(f"'{summary_path}' is not valid JSON ({err}); rerun evaluate") from None
-    device = device or torch.device("cpu")
+        raise ValueError(f"'{summary_path}' is not valid JSON ({err}); rerun evaluate") from None
+    device = resolve_device(device) if device is not None else torch.device("cpu")
     if grid_seeds is None:
         grid_seeds = parse_int_ranges(summary.get("seeds") or "0-7")[:8]
     sampling = dict(summary.get("sampling") or {})
@@ -271,14 +269,14 @@ def write_report(eval_dir: str, out: str, extra_networks: Sequence[Tuple[str, st
             notes.append(f"Network '{name}': {path} not found; pass --network {name}=PATH to show it.")
             rows.append((name, None))
             continue
-        G = load_network(path, device)
+        G = load_generator(path, device=device)
         images = quantize(generate_all(G, grid_seeds, device=device, **sampling)).permute(0, 2, 3, 1).numpy()
         rows.append((name, images))
         echo(f"samples: {name}")
     shapes = {images.shape[1:] for _name, images in rows if images is not None}
     if len(shapes) > 1:
-        raise click.ClickException("the networks make images of different sizes or channel counts; "
-                                   "a same-seed grid needs one shape")
+        raise ValueError("the networks make images of different sizes or channel counts; "
+                         "a same-seed grid needs one shape")
     os.makedirs(out, exist_ok=True)
     samples_file = None
     if shapes:
@@ -287,38 +285,10 @@ def write_report(eval_dir: str, out: str, extra_networks: Sequence[Tuple[str, st
     try:
         charts = _charts(summary, out)
     except ImportError:
-        raise click.ClickException("the report's charts need matplotlib: pip install matplotlib "
-                                   "(or pip install stylegan-unlearn[report])") from None
+        raise MissingDependencyError("the report's charts need matplotlib: pip install matplotlib "
+                                     "(or pip install stylegan-unlearn[report])") from None
     page, markdown = _documents(summary, out, samples_file, grid_seeds, charts, notes, embed_images, title)
     paths = {"html": os.path.join(out, "report.html"), "markdown": os.path.join(out, "report.md")}
     atomic_write_text(paths["html"], page)
     atomic_write_text(paths["markdown"], markdown)
     return paths
-
-
-@click.command("report")
-@click.option("--eval", "eval_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory written by 'stylegan-unlearn evaluate' (holds summary.json).")
-@click.option("--network", "networks", multiple=True,
-              help="Extra network for the sample grid as NAME=PKL (e.g. adapted=..., extrapolated=...); repeat.")
-@click.option("--seeds", type=IntRanges(), default=None, help="Seeds for the sample grid [default: first 8 evaluated].")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--embed-images", is_flag=True, help="Inline the PNGs into report.html (one self-contained file).")
-@click.option("--title", default="Adapt-then-Unlearn report", show_default=True, help="Heading of the report.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@one_line_errors
-def report_command(eval_dir, networks, seeds, out, embed_images, title, device):
-    """Write an HTML and Markdown report: same-seed grids, metric charts, drift table, options.
-
-    \b
-    stylegan-unlearn report --eval eval/ --network adapted=run-adapt/final.pkl --out report/
-    """
-    from stylegan_unlearn.evaluate import parse_network_spec
-    from stylegan_unlearn.samples import resolve_device
-
-    if seeds is not None and len(seeds) > 32:
-        raise click.UsageError(f"--seeds gives {len(seeds)} seeds; a readable grid has at most 32")
-    extra = [parse_network_spec(n) for n in networks]
-    paths = write_report(eval_dir, out, extra, grid_seeds=seeds, embed_images=embed_images,
-                         device=resolve_device(device), title=title, echo=click.echo)
-    click.echo(f"Wrote {paths['html']} and {paths['markdown']}")

@@ -1,4 +1,4 @@
-"""`stylegan-unlearn collect`: negative and positive samples as reference-format dataset zips.
+"""Negative and positive samples as reference-format dataset zips (the library of `stylegan-unlearn collect`).
 
 Adapt-then-Unlearn needs negatives (samples with the feature to remove; stage 1 adapts to them) and
 positives (samples without it; stage 2 trains on them). They come from any mix of:
@@ -9,60 +9,32 @@ positives (samples without it; stage 2 trains on them). They come from any mix o
 Outputs in `--outdir`: `negatives.zip`, `positives.zip` (with `dataset.json`, class labels for
 conditional networks), `negatives.png` / `positives.png` contact sheets captioned with seeds or
 file names, and `collect.json` listing what went where. A set with no images is not written.
+`collect_to_zips` does all of it; the `collect` command is a click wrapper around it.
 """
 import json
 import os
+import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-import click
 import numpy as np
 import torch
 from PIL import Image
 
-from stylegan_unlearn.cliutil import FINITE_FLOAT, IntRanges, one_line_errors, sampling_options
+from stylegan_unlearn.classifier import load_classifier
+from stylegan_unlearn.data import write_image_dataset
+from stylegan_unlearn.device import DEFAULT_DEVICE, resolve_device
+from stylegan_unlearn.errors import OptionError
+from stylegan_unlearn.fileio import atomic_write_text, check_writable_dir
+from stylegan_unlearn.images import quantize, save_contact_sheet
+from stylegan_unlearn.pkl import load_generator
+from stylegan_unlearn.ranges import format_int_ranges
+from stylegan_unlearn.seeds import generate_images, seed_classes
 
-__all__ = ["collect_command", "collect_samples", "load_image_folder", "resolve_device", "format_int_ranges"]
+__all__ = ["collect_to_zips", "check_collect_options", "collect_samples", "split_sample_set", "load_image_folder",
+           "SampleSet"]
 
 SHEET_LIMIT = 256  # contact sheets show at most this many images
-
-
-def format_int_ranges(values: Sequence[int]) -> str:
-    """[0, 1, 2, 3, 7, 9, 10] → '0-3,7,9-10' (the inverse of `cliutil.parse_int_ranges`, order kept)."""
-    parts: List[str] = []
-    values = [int(v) for v in values]
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
-            j += 1
-        parts.append(str(values[i]) if j == i else f"{values[i]}-{values[j]}")
-        i = j + 1
-    return ",".join(parts)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; otherwise the named device (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise click.BadParameter(f"'{name}' is not a device name ({err}); use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA was requested but is not available on this machine; use --device cpu")
-    return device
-
-
-def load_network(path: str, device: torch.device) -> torch.nn.Module:
-    """The generator (`G_ema`) of a network pkl, in eval mode on `device`, with clear errors."""
-    from stylegan_unlearn.pkl import load_generator
-
-    try:
-        G = load_generator(path, device=device)
-    except (FileNotFoundError, ValueError) as err:
-        raise click.ClickException(str(err)) from None
-    return G.eval().requires_grad_(False)
 
 
 # ------------------------------------------------------------------------------------------ user images
@@ -111,10 +83,10 @@ def load_image_folder(folder: str, resolution: int, channels: int) -> Tuple[np.n
     are centre-cropped; alpha is composited over black.
     """
     if not os.path.isdir(folder):
-        raise click.ClickException(f"image folder '{folder}' does not exist or is not a folder")
+        raise FileNotFoundError(f"image folder '{folder}' does not exist or is not a folder")
     names = _image_files(folder)
     if not names:
-        raise click.ClickException(f"image folder '{folder}' contains no images (PNG, JPEG, ...)")
+        raise ValueError(f"image folder '{folder}' contains no images (PNG, JPEG, ...)")
     arrays, converted = [], 0
     for name in names:
         try:
@@ -122,7 +94,7 @@ def load_image_folder(folder: str, resolution: int, channels: int) -> Tuple[np.n
                 image.load()
                 array, changed = _convert(image, resolution, channels)
         except (OSError, ValueError, SyntaxError) as err:
-            raise click.ClickException(f"cannot read image '{name}' in '{folder}' ({err}); fix or remove it") from None
+            raise ValueError(f"cannot read image '{name}' in '{folder}' ({err}); fix or remove it") from None
         arrays.append(array)
         converted += int(changed)
     return np.stack(arrays), names, converted
@@ -165,8 +137,6 @@ def collect_samples(G: torch.nn.Module, seeds: Sequence[int], decide, batch_size
                     truncation_psi: float = 1.0, noise_mode: str = "const", class_idx: Optional[int] = None,
                     device: torch.device = torch.device("cpu")) -> Tuple[SampleSet, SampleSet]:
     """Generate `seeds` and split them with `decide(seeds, images) -> bool [N]` (True = negative)."""
-    from stylegan_unlearn.metrics.sampling import generate_images, quantize, seed_classes
-
     negatives, positives = SampleSet("negatives"), SampleSet("positives")
     classes = dict(zip(seeds, seed_classes(seeds, int(G.c_dim), class_idx)))
     for batch_seeds, images in generate_images(G, seeds, batch_size=batch_size, truncation_psi=truncation_psi,
@@ -209,9 +179,6 @@ def split_sample_set(sample_set: SampleSet, splits: int, per_split: Optional[int
 
 
 def _write_set(sample_set: SampleSet, outdir: str, c_dim: int) -> Optional[Dict]:
-    from stylegan_unlearn.data import write_image_dataset
-    from stylegan_unlearn.images import save_contact_sheet
-
     summary = {"count": len(sample_set), "seeds": format_int_ranges(sample_set.seeds), "files": sample_set.files,
                "converted_files": sample_set.converted, "zip": None, "contact_sheet": None}
     if not len(sample_set):
@@ -230,76 +197,71 @@ def _write_set(sample_set: SampleSet, outdir: str, c_dim: int) -> Optional[Dict]
     return summary
 
 
-@click.command("collect")
-@click.option("--network", "network_pkl", required=True, help="Network pkl (its G_ema generates the samples).")
-@click.option("--seeds", type=IntRanges(), default=None, help="Seeds to generate and sort, e.g. '0-999'.")
-@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Where to write the zips and sheets.")
-@click.option("--classifier", default=None, help="TorchScript file or 'module:function' that spots the feature.")
-@click.option("--target-class", type=int, default=None, help="Which classifier output is the feature.")
-@click.option("--threshold", type=FINITE_FLOAT, default=None,
-              help="Score at or above which an image has the feature (default: logit 0, or arg-max for class logits).")
-@click.option("--resize", default=None, help="Resize images for the classifier: '224' or 'WxH'.")
-@click.option("--negative-seeds", type=IntRanges(), default=None,
-              help="Seeds you picked as having the feature, e.g. '3,17,40-45'; other --seeds become positives.")
-@click.option("--negatives-dir", default=None, type=click.Path(), help="Folder of your own images with the feature.")
-@click.option("--positives-dir", default=None, type=click.Path(), help="Folder of your own images without it.")
-@click.option("--class", "class_idx", type=int, default=None,
-              help="Class for conditional networks (default: seed % c_dim; labels user images).")
-@click.option("--splits", type=click.IntRange(min=1), default=None,
-              help="Also write K disjoint negative sets negatives-1.zip … negatives-K.zip, one per adapted model.")
-@click.option("--negatives-per-split", type=click.IntRange(min=1), default=None,
-              help="Negatives in each split (the first K·N found) [default: all found, split evenly].")
-@sampling_options
-@one_line_errors
-def collect_command(network_pkl, seeds, outdir, classifier, target_class, threshold, resize, negative_seeds,
-                    negatives_dir, positives_dir, class_idx, splits, negatives_per_split, truncation_psi, noise_mode,
-                    batch_size, device):
-    """Collect negatives (with the feature) and positives (without) as dataset zips.
+def check_collect_options(*, seeds: Optional[Sequence[int]] = None, classifier: Optional[str] = None,
+                          target_class: Optional[int] = None, threshold: Optional[float] = None,
+                          resize: Optional[str] = None, negative_seeds: Optional[Sequence[int]] = None,
+                          negatives_dir: Optional[str] = None, positives_dir: Optional[str] = None,
+                          splits: Optional[int] = None, negatives_per_split: Optional[int] = None) -> None:
+    """Raise OptionError unless the options describe one way to collect (before anything is loaded)."""
+    if classifier and negative_seeds:
+        raise OptionError("give either --classifier or --negative-seeds, not both")
+    if seeds and not (classifier or negative_seeds):
+        raise OptionError("--seeds needs a way to split them: --classifier SPEC or --negative-seeds LIST")
+    if classifier and not seeds:
+        raise OptionError("--classifier needs --seeds to generate samples to classify, e.g. --seeds 0-999")
+    if not (seeds or negative_seeds or negatives_dir or positives_dir):
+        raise OptionError("nothing to collect: give --seeds with --classifier or --negative-seeds, "
+                          "or --negatives-dir / --positives-dir")
+    if not classifier and any(v is not None for v in (target_class, threshold, resize)):
+        raise OptionError("--target-class, --threshold and --resize only apply with --classifier")
+    if negatives_per_split is not None and splits is None:
+        raise OptionError("--negatives-per-split needs --splits K")
 
-    \b
-    By classifier:  stylegan-unlearn collect --network net.pkl --seeds 0-999 --classifier glasses.pt --outdir out
-    By picked seeds: stylegan-unlearn collect --network net.pkl --seeds 0-63 --negative-seeds 3,17,40-45 --outdir out
-    From your images: stylegan-unlearn collect --network net.pkl --negatives-dir mine/ --seeds 0-999 --classifier c.pt --outdir out
+
+def _print_warning(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def collect_to_zips(network: str, outdir: str, *, seeds: Optional[Sequence[int]] = None,
+                    classifier: Optional[str] = None, target_class: Optional[int] = None,
+                    threshold: Optional[float] = None, resize: Optional[str] = None,
+                    negative_seeds: Optional[Sequence[int]] = None, negatives_dir: Optional[str] = None,
+                    positives_dir: Optional[str] = None, class_idx: Optional[int] = None,
+                    splits: Optional[int] = None, negatives_per_split: Optional[int] = None,
+                    truncation_psi: float = 1.0, noise_mode: str = "const", batch_size: int = 16,
+                    device: Union[str, torch.device, None] = DEFAULT_DEVICE,
+                    log: Callable[[str], None] = print, warn: Callable[[str], None] = _print_warning) -> Dict:
+    """Collect negatives and positives of `network` into `outdir`; returns the summary written to collect.json.
+
+    Writes `negatives.zip` / `positives.zip` (+ contact sheets), `negatives-<k>.zip` for `splits`, and
+    `collect.json`. Seeds are split by `classifier` (a TorchScript file or 'module:function'; its
+    `target_class` / `threshold` / `resize`) or by `negative_seeds` (the other `seeds` are positives);
+    folders of the user's own images add to either set. Raises OptionError for options that do not go
+    together, ValueError / OSError for bad input (nothing is written before the inputs are checked), and
+    ValueError("no samples were collected") when both sets are empty (after writing collect.json).
     """
     started = time.time()
-    if classifier and negative_seeds:
-        raise click.UsageError("give either --classifier or --negative-seeds, not both")
-    if seeds and not (classifier or negative_seeds):
-        raise click.UsageError("--seeds needs a way to split them: --classifier SPEC or --negative-seeds LIST")
-    if classifier and not seeds:
-        raise click.UsageError("--classifier needs --seeds to generate samples to classify, e.g. --seeds 0-999")
-    if not (seeds or negative_seeds or negatives_dir or positives_dir):
-        raise click.UsageError("nothing to collect: give --seeds with --classifier or --negative-seeds, "
-                               "or --negatives-dir / --positives-dir")
-    if not classifier and any(v is not None for v in (target_class, threshold, resize)):
-        raise click.UsageError("--target-class, --threshold and --resize only apply with --classifier")
-    if negatives_per_split is not None and splits is None:
-        raise click.UsageError("--negatives-per-split needs --splits K")
-    from stylegan_unlearn.fileio import check_writable_dir
-
+    check_collect_options(seeds=seeds, classifier=classifier, target_class=target_class, threshold=threshold,
+                          resize=resize, negative_seeds=negative_seeds, negatives_dir=negatives_dir,
+                          positives_dir=positives_dir, splits=splits, negatives_per_split=negatives_per_split)
     check_writable_dir(outdir, "--outdir")
     for option, folder in (("--negatives-dir", negatives_dir), ("--positives-dir", positives_dir)):
         if folder and not os.path.isdir(folder):
-            raise click.ClickException(f"{option} '{folder}' does not exist or is not a folder")
+            raise FileNotFoundError(f"{option} '{folder}' does not exist or is not a folder")
     device = resolve_device(device)
-    G = load_network(network_pkl, device)
+    G = load_generator(network, device=device)
     resolution, channels, c_dim = int(G.img_resolution), int(G.img_channels), int(G.c_dim)
     conditional = c_dim > 0
     if conditional and (negatives_dir or positives_dir) and class_idx is None:
-        raise click.UsageError(f"the network is conditional (c_dim={c_dim}): pass --class K to label your images")
+        raise OptionError(f"the network is conditional (c_dim={c_dim}): pass --class K to label your images")
 
     all_seeds: List[int] = []
     decided_by = "folders"
     decide = None
     judge = None
     if classifier:
-        from stylegan_unlearn.classifier import load_classifier
-
-        try:
-            judge = load_classifier(classifier, target_class=target_class, threshold=threshold, resize=resize,
-                                    device=device)
-        except (FileNotFoundError, ValueError) as err:
-            raise click.ClickException(str(err)) from None
+        judge = load_classifier(classifier, target_class=target_class, threshold=threshold, resize=resize,
+                                device=device)
         all_seeds = list(dict.fromkeys(seeds))
         decided_by = "classifier"
 
@@ -314,33 +276,25 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
             return [s in picked for s in batch_seeds]
 
     if all_seeds:
-        click.echo(f"Generating {len(all_seeds)} samples ({resolution}x{resolution}, {channels} channel(s)) "
-                   f"on {device.type}...")
-        try:
-            negatives, positives = collect_samples(G, all_seeds, decide, batch_size=batch_size,
-                                                   truncation_psi=truncation_psi, noise_mode=noise_mode,
-                                                   class_idx=class_idx, device=device)
-        except ValueError as err:
-            raise click.ClickException(str(err)) from None
+        log(f"Generating {len(all_seeds)} samples ({resolution}x{resolution}, {channels} channel(s)) "
+            f"on {device.type}...")
+        negatives, positives = collect_samples(G, all_seeds, decide, batch_size=batch_size,
+                                               truncation_psi=truncation_psi, noise_mode=noise_mode,
+                                               class_idx=class_idx, device=device)
     else:
         negatives, positives = SampleSet("negatives"), SampleSet("positives")
     for folder, sample_set in ((negatives_dir, negatives), (positives_dir, positives)):
         if folder:
             images, names, converted = load_image_folder(folder, resolution, channels)
             sample_set.add_folder(folder, images, names, converted, class_idx if conditional else None)
-            click.echo(f"{sample_set.kind}: {len(names)} image(s) from '{folder}'"
-                       + (f", {converted} converted to {resolution}x{resolution}/{channels}ch" if converted else ""))
+            log(f"{sample_set.kind}: {len(names)} image(s) from '{folder}'"
+                + (f", {converted} converted to {resolution}x{resolution}/{channels}ch" if converted else ""))
 
-    parts = []
-    if splits is not None:
-        try:
-            parts = split_sample_set(negatives, splits, negatives_per_split)
-        except ValueError as err:
-            raise click.ClickException(str(err)) from None
+    parts = split_sample_set(negatives, splits, negatives_per_split) if splits is not None else []
 
     os.makedirs(outdir, exist_ok=True)
     summary = {
-        "network": os.path.abspath(network_pkl),
+        "network": os.path.abspath(network),
         "resolution": resolution, "channels": channels, "c_dim": c_dim,
         "decided_by": decided_by,
         "classifier": judge.describe() if judge else None,
@@ -352,22 +306,21 @@ def collect_command(network_pkl, seeds, outdir, classifier, target_class, thresh
         "total_time": round(time.time() - started, 3),
         "timestamp": time.time(),
     }
-    from stylegan_unlearn.fileio import atomic_write_text
-
     atomic_write_text(os.path.join(outdir, "collect.json"), json.dumps(summary, indent=2) + "\n")
     for kind in ("negatives", "positives"):
         count = summary[kind]["count"]
         if count:
-            click.echo(f"{kind}: {count} image(s) -> {os.path.join(outdir, summary[kind]['zip'])}")
+            log(f"{kind}: {count} image(s) -> {os.path.join(outdir, summary[kind]['zip'])}")
         else:
             stale = os.path.join(outdir, f"{kind}.zip")
             note = f"; the existing {stale} is from an earlier run and was left as it was" if os.path.exists(stale) else ""
-            click.echo(f"warning: no {kind} found; {kind}.zip was not written{note}", err=True)
+            warn(f"warning: no {kind} found; {kind}.zip was not written{note}")
     for part in summary["negative_splits"]:
-        click.echo(f"{part['zip'][:-4]}: {part['count']} image(s) -> {os.path.join(outdir, part['zip'])}")
+        log(f"{part['zip'][:-4]}: {part['count']} image(s) -> {os.path.join(outdir, part['zip'])}")
     if all_seeds and decided_by == "classifier":
         flagged = summary["negatives"]["count"] - len(summary["negatives"]["files"])
-        click.echo(f"The classifier flagged {flagged} of {len(all_seeds)} generated samples "
-                   f"({100 * flagged / len(all_seeds):.1f}%) as having the feature.")
+        log(f"The classifier flagged {flagged} of {len(all_seeds)} generated samples "
+            f"({100 * flagged / len(all_seeds):.1f}%) as having the feature.")
     if not negatives and not positives:
-        raise click.ClickException("no samples were collected")
+        raise ValueError("no samples were collected")
+    return summary

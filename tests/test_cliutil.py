@@ -2,7 +2,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from stylegan_unlearn.cliutil import IntRanges, parse_int_ranges
+from stylegan_unlearn.commands.cliutil import IntRanges
+from stylegan_unlearn.ranges import parse_int_ranges
 
 
 def test_parse_ranges_and_singles_in_order():

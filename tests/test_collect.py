@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from stylegan_unlearn.classifier import Classifier, load_classifier, parse_resize
+from stylegan_unlearn.ranges import parse_int_ranges
+from tiny import tiny_network_pkl
 
 
 # ------------------------------------------------------------------------------------------ stand-ins
@@ -79,31 +81,6 @@ def write_standins(directory: Path) -> dict:
         "float_detector": save_script(FloatFeatures(), directory / "float_features.pt"),
         "reference_detector": save_script(ReferenceStyleFeatures(), directory / "reference_features.pt"),
     }
-
-
-def tiny_generator(resolution: int = 16, channels: int = 3, c_dim: int = 0, seed: int = 0):
-    """A randomly initialised StyleGAN2 generator small enough for CPU tests."""
-    from stylegan_unlearn.networks.stylegan2 import Generator
-
-    torch.manual_seed(seed)
-    G = Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=resolution, img_channels=channels,
-                  mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
-    return G.eval().requires_grad_(False)
-
-
-def tiny_network_pkl(path: Path, **kwargs) -> str:
-    """Write a tiny generator as a reference-layout network pkl ({G, D, G_ema, ...})."""
-    import copy
-
-    from stylegan_unlearn.networks.stylegan2 import Discriminator
-    from stylegan_unlearn.pkl import save_network_pkl
-
-    G = tiny_generator(**kwargs)
-    D = Discriminator(c_dim=G.c_dim, img_resolution=G.img_resolution, img_channels=G.img_channels,
-                      channel_base=128, channel_max=16)
-    save_network_pkl(str(path), {"G": G, "D": D, "G_ema": copy.deepcopy(G), "augment_pipe": None,
-                                 "training_set_kwargs": None})
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +222,6 @@ def test_collect_by_classifier(tmp_path, network, standins):
     run_cli(["collect", "--network", network, "--seeds", "0-11", "--classifier", standins["classifier"],
              "--threshold", threshold, "--outdir", out, "--device", "cpu", "--batch", 5])
     summary = json.loads((out / "collect.json").read_text())
-    from stylegan_unlearn.cliutil import parse_int_ranges
 
     assert parse_int_ranges(summary["negatives"]["seeds"]) == expected_negatives
     assert sorted(parse_int_ranges(summary["positives"]["seeds"]) + expected_negatives) == seeds
@@ -332,7 +308,6 @@ def test_collect_writes_disjoint_negative_splits(tmp_path, network):
     run_cli(["collect", "--network", network, "--seeds", "0-19", "--negative-seeds", "0-10", "--splits", 3,
              "--outdir", out, "--device", "cpu"])
     summary = json.loads((out / "collect.json").read_text())
-    from stylegan_unlearn.cliutil import parse_int_ranges
     split_seeds = [parse_int_ranges(part["seeds"]) for part in summary["negative_splits"]]
     assert [len(s) for s in split_seeds] == [4, 3, 4]  # 11 negatives in 3 parts as equal as possible
     assert sorted(sum(split_seeds, [])) == list(range(11))  # disjoint, and together all negatives

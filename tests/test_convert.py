@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
+from stylegan_unlearn.commands.convert import convert_command
 from stylegan_unlearn.convert import (
     ConversionError,
-    convert_command,
     convert_stylegan2_pytorch_checkpoint,
     discriminator_from_stylegan2_pytorch,
     discriminator_to_stylegan2_pytorch,

@@ -10,9 +10,11 @@ import torch
 
 from stylegan_unlearn.metrics import fid_from_features
 from stylegan_unlearn.metrics.detectors import INCEPTION_URL, dataset_features, load_detector
-from stylegan_unlearn.metrics.sampling import quantize, seed_classes, seed_latents
+from stylegan_unlearn.images import quantize
+from stylegan_unlearn.seeds import seed_classes, seed_latents
 
-from test_collect import tiny_network_pkl, write_standins
+from test_collect import write_standins
+from tiny import tiny_network_pkl
 
 
 @pytest.fixture(scope="module")

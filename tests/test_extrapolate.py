@@ -3,20 +3,20 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from stylegan_unlearn.extrapolate import extrapolate, extrapolate_command
-from stylegan_unlearn.networks.stylegan2 import Discriminator, Generator
-from stylegan_unlearn.params import select_names
+from stylegan_unlearn.commands.extrapolate import extrapolate_command
+from stylegan_unlearn.method.extrapolate import extrapolate
+from stylegan_unlearn.method.params import select_names
+from tiny import tiny_discriminator
+from tiny import tiny_generator as _tiny_generator
 
 
 def tiny_generator(seed):
-    torch.manual_seed(seed)
-    return Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=1,
-                     mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=8)).eval()
+    return _tiny_generator(seed=seed).eval()
 
 
 def pkl_data(seed):
     torch.manual_seed(seed)
-    D = Discriminator(c_dim=0, img_resolution=16, img_channels=1, channel_base=64, channel_max=8).eval()
+    D = tiny_discriminator().eval()
     return dict(G=tiny_generator(seed), D=D, G_ema=tiny_generator(seed + 1), augment_pipe=None,
                 training_set_kwargs=None)
 

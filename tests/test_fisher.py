@@ -4,27 +4,10 @@ import warnings
 import pytest
 import torch
 
-from stylegan_unlearn import fisher as fisher_mod
-from stylegan_unlearn.fisher import compute_fisher, load_fisher, load_or_compute_fisher
-from stylegan_unlearn.networks.stylegan2 import Discriminator, Generator
-from stylegan_unlearn.params import select_params
-
-
-def tiny_networks(c_dim=0, seed=0):
-    torch.manual_seed(seed)
-    G = Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=16, img_channels=1,
-                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=8))
-    D = Discriminator(c_dim=c_dim, img_resolution=16, img_channels=1, channel_base=64, channel_max=8)
-    return G, D
-
-
-class _Wrapper(torch.nn.Module):
-    def __init__(self, module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
+from stylegan_unlearn.method import fisher as fisher_mod
+from stylegan_unlearn.method.fisher import compute_fisher, load_fisher, load_or_compute_fisher
+from stylegan_unlearn.method.params import select_params
+from tiny import FakeDDP, tiny_networks
 
 
 @pytest.mark.parametrize("c_dim", [0, 3])
@@ -65,7 +48,7 @@ def test_deterministic_for_a_seed_and_restores_training_mode():
 def test_all_params_and_wrapped_pair():
     G, D = tiny_networks()
     direct = compute_fisher(G, D, params="all", num_samples=2)
-    wrapped = compute_fisher((_Wrapper(G.mapping), _Wrapper(G.synthesis)), _Wrapper(D), params="all", num_samples=2)
+    wrapped = compute_fisher((FakeDDP(G.mapping), FakeDDP(G.synthesis)), FakeDDP(D), params="all", num_samples=2)
     assert "mapping.fc0.weight" in direct and "synthesis.b4.const" in direct
     assert list(direct) == list(wrapped) or sorted(direct) == sorted(wrapped)
     for name in direct:

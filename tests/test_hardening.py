@@ -15,12 +15,12 @@ from click.testing import CliRunner
 
 from stylegan_unlearn.cli import main as cli_main
 from stylegan_unlearn.data import ImageDataset
-from stylegan_unlearn.extrapolate import extrapolate
-from stylegan_unlearn.repulsion import check_settings
+from stylegan_unlearn.method.extrapolate import extrapolate
+from stylegan_unlearn.method.repulsion import check_settings
 import test_train_cli
-from test_collect import tiny_network_pkl
+from tiny import sampling_generator, tiny_network_pkl
 from test_train_cli import FAST, invoke
-from training_hooks.repulsion import RepulsionPenalty
+from stylegan_unlearn.method.penalties import RepulsionPenalty
 
 # The tiny dataset and networks of the train tests (module fixtures: trained once here too).
 data, pretrained, adapted = test_train_cli.data, test_train_cli.pretrained, test_train_cli.adapted
@@ -124,8 +124,7 @@ def test_adapted_equal_to_resume_is_refused(data, pretrained, tmp_path):
 
 
 def test_repulsion_penalty_refuses_an_anchor_identical_to_the_generator():
-    from test_collect import tiny_generator
-    G = tiny_generator()
+    G = sampling_generator()
     with pytest.raises(ValueError, match="same weights as the network being trained"):
         RepulsionPenalty(G, "cpu", adapted=[copy.deepcopy(G)])
 

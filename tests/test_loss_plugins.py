@@ -8,7 +8,9 @@ import dnnlib
 import training_hooks
 import training_hooks.sg3 as sg3
 from stylegan_unlearn.networks.stylegan2 import Discriminator, Generator
-from stylegan_unlearn.params import select_params
+from stylegan_unlearn.method.params import select_params
+from tiny import FakeDDP
+from tiny import tiny_networks as _tiny_networks
 from torch_utils import training_stats
 
 PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")
@@ -16,22 +18,8 @@ BATCH = 4
 
 
 def tiny_networks(c_dim=0, seed=0):
-    torch.manual_seed(seed)
-    G = Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=16, img_channels=1,
-                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=8))
-    D = Discriminator(c_dim=c_dim, img_resolution=16, img_channels=1, channel_base=64, channel_max=8)
+    G, D = _tiny_networks(seed, c_dim=c_dim)
     return G.train().requires_grad_(False), D.train().requires_grad_(False)
-
-
-class FakeDDP(torch.nn.Module):
-    """Stands in for DistributedDataParallel: the real module is at `.module`."""
-
-    def __init__(self, module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
 
 
 @pytest.fixture

@@ -171,3 +171,29 @@ def test_train_export_load_round_trip(tmp_path):
     assert json.loads(path.with_suffix(".json").read_text()) == {"note": "test"}
     with pytest.raises(FileNotFoundError, match="train_mnist_judge"):
         judge.load_judge(str(tmp_path / "missing.pt"))
+
+
+def test_class_balance_plugin_adds_the_penalty_to_the_generator_phase(tmp_path):
+    """`training_hooks.balance.ClassBalanceLoss` = the reference loss + `mnist.balance.ClassBalancePenalty`."""
+    import dnnlib
+    from stylegan_unlearn.mnist.balance import ClassBalancePenalty, class_balance_kl
+    from tiny import tiny_networks
+
+    assert float(class_balance_kl(torch.zeros([4, 10]))) == pytest.approx(0, abs=1e-7)
+    guide = torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 10)))
+    guide_path = tmp_path / "guide.pt"
+    guide.save(str(guide_path))
+    G, D = tiny_networks(0)
+    loss = dnnlib.util.construct_class_by_name(class_name="training_hooks.balance.ClassBalanceLoss", device="cpu",
+                                               G_mapping=G.mapping, G_synthesis=G.synthesis, D=D,
+                                               guide=str(guide_path), balance_weight=2.0)
+    assert isinstance(loss.generator_penalty, ClassBalancePenalty) and loss.generator_penalty.weight == 2.0
+
+
+def test_pretraining_names_classes_that_exist():
+    import dnnlib
+    from stylegan_unlearn.mnist import pretrain
+
+    kwargs = pretrain.training_kwargs(dict(pretrain.DEFAULTS), "run", "data.zip", "guide.pt", 4, 4, None)
+    for key in ("training_set_kwargs", "G_kwargs", "D_kwargs", "augment_kwargs", "loss_kwargs"):
+        assert callable(dnnlib.util.get_obj_by_name(kwargs[key]["class_name"])), key

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import golden_json
 from torch_utils.ops import bias_act, conv2d_resample, filtered_lrelu, fma, upfirdn2d
 
 FORWARD_ATOL = 1e-5
@@ -24,11 +25,10 @@ def _load_cases(golden_dir, stem):
 
 
 def _case_ids(stem):
-    from conftest import GOLDEN_DIR  # collection-time ids; the fixture reports a missing directory
-    try:
-        cases = json.loads((GOLDEN_DIR / f"{stem}.json").read_text())["cases"]
-    except OSError:
-        return [], []
+    """Collection-time ids; a missing or empty golden file is an error, never an empty parameter set."""
+    cases = golden_json(f"{stem}.json")["cases"]
+    if not cases:
+        raise AssertionError(f"golden file {stem}.json has no cases")
     return list(range(len(cases))), [f"{i}-{c['op']}" for i, c in enumerate(cases)]
 
 

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from stylegan_unlearn import params as P
+from stylegan_unlearn.method import params as P
+from tiny import FakeDDP
 
 
 class _Layer(torch.nn.Module):
@@ -45,14 +46,6 @@ class _Generator(torch.nn.Module):
         self.synthesis, self.mapping = _Synthesis(), _Mapping()
 
 
-class _Wrapper(torch.nn.Module):
-    """Stands in for DistributedDataParallel: the real module sits at `.module`."""
-
-    def __init__(self, module):
-        super().__init__()
-        self.module = module
-
-
 def test_synthesis_selection_is_convs_from_8x8_up():
     names = [n for n, _ in P.select_params(_Generator(), "synthesis")]
     assert names and all(n.startswith(("synthesis.b8.conv", "synthesis.b16.conv")) for n in names)
@@ -72,8 +65,8 @@ def test_all_selection_is_every_parameter_and_no_buffer():
 def test_pair_and_wrapped_modules_give_the_same_names_and_tensors():
     G = _Generator()
     direct = P.select_params(G, "all")
-    pair = P.select_params((_Wrapper(G.mapping), _Wrapper(G.synthesis)), "all")
-    wrapped = P.select_params(_Wrapper(G), "all")
+    pair = P.select_params((FakeDDP(G.mapping), FakeDDP(G.synthesis)), "all")
+    wrapped = P.select_params(FakeDDP(G), "all")
     assert sorted(n for n, _ in pair) == sorted(n for n, _ in direct)
     lookup = dict(direct)
     assert all(p is lookup[n] for n, p in pair)

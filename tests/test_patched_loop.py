@@ -20,10 +20,10 @@ import torch
 import dnnlib
 from patches import patcher
 from standin_checkouts import TRAIN_PY, write_reference_environment
-from stylegan_unlearn.architecture import generator_tensors, stored_tensors
+from stylegan_unlearn.method.architecture import generator_tensors, stored_tensors
 from stylegan_unlearn.pkl import families, load_network_pkl
 from stylegan_unlearn.pkl.safe_unpickler import safe_load
-from tiny_pkls import RESOLUTION, tiny_networks, write_adapted, write_other_architecture, write_pretrained
+from tiny import RESOLUTION, tiny_networks, write_adapted, write_other_architecture, write_pretrained
 from torch_utils import misc
 from training_hooks.loss import PHASES
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from patches import patcher
 from standin_checkouts import TRAIN_PY
-from stylegan_unlearn import recipe
-from tiny_pkls import write_adapted, write_other_architecture, write_pretrained
+from stylegan_unlearn.method import recipe
+from tiny import write_adapted, write_other_architecture, write_pretrained
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Options each stand-in needs in every run (stylegan3 requires --gpus, --batch and --gamma).
@@ -196,7 +196,7 @@ def _import_train_py(root, name):
 
 def test_one_recipe_table_serves_our_train_py_and_the_patch_blocks(tmp_path, pkls, monkeypatch):
     from stylegan_unlearn.data import write_image_dataset
-    from stylegan_unlearn.train_cli import train_command
+    from stylegan_unlearn.commands.train import train_command
     import numpy as np
 
     changed = tuple(s._replace(adapt=7) if s.name == "kimg" else s._replace(adapt=3) if s.name == "snap" else s

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from patches import options, patcher
 from patches.make_diffs import HERE as PATCHES_DIR
 from standin_checkouts import ADA_TRAIN_PY, SG3_TRAIN_PY
-from tiny_pkls import write_adapted, write_pretrained
+from tiny import write_adapted, write_pretrained
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SG3_REQUIRED = ("--cfg", "stylegan2", "--gpus", "1", "--batch", "16", "--gamma", "1")

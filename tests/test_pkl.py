@@ -18,6 +18,7 @@ from stylegan_unlearn.pkl import (NetworkPklError, PersistentRecord, describe_ne
                                   load_network_pkl, save_network_pkl)
 from stylegan_unlearn.pkl import families
 from stylegan_unlearn.pkl.safe_unpickler import SafeUnpickler
+from tiny import WIDE, tiny_discriminator, tiny_generator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SYNTHESIS = dict(channel_base=128, channel_max=16)
@@ -33,9 +34,8 @@ def _perturb(net: torch.nn.Module) -> torch.nn.Module:
 
 
 def make_networks(c_dim: int = 0, img_channels: int = 1, synthesis_kwargs=None):
-    G = Generator(z_dim=8, w_dim=8, c_dim=c_dim, img_resolution=16, img_channels=img_channels,
-                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(synthesis_kwargs or SYNTHESIS))
-    D = Discriminator(c_dim=c_dim, img_resolution=16, img_channels=img_channels, channel_base=128, channel_max=16)
+    G = tiny_generator(c_dim=c_dim, img_channels=img_channels, **dict(synthesis_kwargs or SYNTHESIS))
+    D = tiny_discriminator(c_dim=c_dim, img_channels=img_channels, **WIDE)
     return _perturb(G).eval(), _perturb(D).eval()
 
 
@@ -438,3 +438,24 @@ def test_storages_saved_on_a_gpu_load_onto_the_cpu():
     if not torch.cuda.is_available():  # what plain unpickling does with the same bytes on a CPU-only machine
         with pytest.raises(RuntimeError, match="CUDA"):
             pickle.loads(raw)
+
+
+def test_load_networks_is_the_one_loader_and_names_the_option(tiny_pkl, tmp_path):
+    from stylegan_unlearn.pkl import NETWORK_KEYS, NetworkPklNotFoundError, load_networks
+
+    path, G_ema, _ = tiny_pkl
+    data = load_networks(path, NETWORK_KEYS)
+    assert torch.equal(sample(data["G_ema"]), sample(G_ema)) and isinstance(data["D"], Discriminator)
+    with pytest.raises(NetworkPklNotFoundError, match="^--resume network '.*missing.pkl' does not exist"):
+        load_networks(tmp_path / "missing.pkl", option="--resume")
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(b"not a pickle")
+    with pytest.raises(NetworkPklError, match="^--adapted: .*bad.pkl is not a network pickle"):
+        load_networks(bad, option="--adapted")
+    only_g_ema = tmp_path / "g_ema.pkl"
+    with open(only_g_ema, "wb") as f:
+        pickle.dump(dict(G_ema=G_ema), f, protocol=4)
+    with pytest.raises(NetworkPklError, match="has no 'G' network \\(it has G_ema\\)"):
+        load_networks(only_g_ema, NETWORK_KEYS, safe=False)
+    G = load_generator(only_g_ema, safe=False)
+    assert not G.training and not any(p.requires_grad for p in G.parameters())

@@ -10,17 +10,15 @@ from click.testing import CliRunner
 from PIL import Image
 
 from stylegan_unlearn.cli import main as cli_main
-from stylegan_unlearn.networks.stylegan2 import Discriminator, Generator
 from stylegan_unlearn.pkl import (NetworkPklError, NetworkPklNotFoundError, PersistentRecord, load_generator,
                                   load_network_pkl, save_network_pkl)
+from tiny import WIDE, tiny_networks
 from torch_utils import persistence
 
 
 @pytest.fixture()
 def good_pkl(tmp_path):
-    G = Generator(z_dim=8, w_dim=8, c_dim=0, img_resolution=16, img_channels=1, mapping_kwargs=dict(num_layers=2),
-                  synthesis_kwargs=dict(channel_base=128, channel_max=16))
-    D = Discriminator(c_dim=0, img_resolution=16, img_channels=1, channel_base=128, channel_max=16)
+    G, D = tiny_networks(None, **WIDE)
     path = tmp_path / "good.pkl"
     save_network_pkl(path, dict(G=G, D=D, G_ema=G))
     return path

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from patches.recipe_args import apply_recipe, per_gpu_batch
-from stylegan_unlearn import recipe
-from stylegan_unlearn.cliutil import options_given
+from stylegan_unlearn.method import recipe
+from stylegan_unlearn.commands.given import options_given
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def test_apply_recipe_leaves_given_values_alone():
 
 
 def test_the_tables_import_without_torch():
-    code = ("import sys; import stylegan_unlearn.recipe, patches.options, patches.recipe_args; "
+    code = ("import sys; import stylegan_unlearn.method.recipe, patches.options, patches.recipe_args; "
             "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)

@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from test_collect import _reference_images, run_cli, tiny_network_pkl, write_standins
+from test_collect import _reference_images, run_cli, write_standins
+from tiny import tiny_network_pkl
 
 pytest.importorskip("matplotlib")
 

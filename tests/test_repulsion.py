@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from stylegan_unlearn import repulsion as R
+from stylegan_unlearn.method import repulsion as R
 
 
 def test_forms_hand_computed():

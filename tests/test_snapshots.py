@@ -18,18 +18,15 @@ from stylegan_unlearn import fileio
 from stylegan_unlearn.data import write_image_dataset
 from stylegan_unlearn.loop import snapshots, training_loop
 from stylegan_unlearn.loop.training_loop import _next_batch
-from stylegan_unlearn.networks.stylegan2 import Discriminator, Generator
 from stylegan_unlearn.pkl import NetworkPklError, save_network_pkl
 from test_training_loop import latest, tiny_args
+from tiny import WIDE, tiny_networks
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_modules(seed=0):
-    torch.manual_seed(seed)
-    G = Generator(z_dim=8, w_dim=8, c_dim=0, img_resolution=16, img_channels=3,
-                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=128, channel_max=16))
-    D = Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=128, channel_max=16)
+    G, D = tiny_networks(seed, img_channels=3, **WIDE)
     return dict(G=G, D=D, G_ema=copy.deepcopy(G), augment_pipe=None, training_set_kwargs=None)
 
 

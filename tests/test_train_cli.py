@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from stylegan_unlearn.data import write_image_dataset
 from stylegan_unlearn.loop import snapshots
-from stylegan_unlearn.train_cli import train_command
+from stylegan_unlearn.commands.train import train_command
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--cbase", "256", "--cmax", "16", "--map", "2", "--zdim", "16", "--wdim", "16"]
@@ -158,7 +158,7 @@ def test_dry_run_shows_official_defaults_and_writes_nothing(data, pretrained, tm
 
 
 def test_dry_run_prints_each_recipe_choice_and_a_note_against_the_mode(data, pretrained, tmp_path):
-    from stylegan_unlearn import recipe
+    from stylegan_unlearn.method import recipe
     result = invoke(["--mode", "adapt", "--outdir", tmp_path / "out", "--data", data / "negatives.zip",
                      "--resume", pretrained, "--kimg", "8", "--aug", "ada", "-n"])
     head = result.output.split("Training options:")[0]
@@ -173,7 +173,7 @@ def test_dry_run_prints_each_recipe_choice_and_a_note_against_the_mode(data, pre
 
 
 def test_adapted_of_another_architecture_is_refused_before_anything_is_written(data, pretrained, tmp_path):
-    from tiny_pkls import write_other_architecture
+    from tiny import write_other_architecture
     other = write_other_architecture(tmp_path / "other.pkl")
     result = invoke(["--mode", "unlearn", "--outdir", tmp_path / "out", "--data", data / "positives.zip",
                      "--resume", pretrained, "--adapted", other], expect_ok=False)
@@ -293,3 +293,30 @@ def test_adapt_and_unlearn_keep_every_architecture_kwarg_of_the_resume_pkl(data,
         assert options["G_kwargs"]["synthesis_kwargs"]["num_fp16_res"] == fp16_res
         assert options["D_kwargs"]["num_fp16_res"] == fp16_res
         assert options["G_kwargs"]["mapping_kwargs"] == {k: v for k, v in stored["mapping_kwargs"].items()}
+
+
+def test_the_command_defaults_are_the_library_table():
+    from stylegan_unlearn.training import DEFAULTS
+
+    parsed = train_command.make_context("train", ["--outdir", "unused"]).params  # nothing runs
+    assert set(parsed) == set(DEFAULTS)
+    assert {k: v for k, v in parsed.items() if k != "outdir"} == {k: v for k, v in DEFAULTS.items() if k != "outdir"}
+
+
+def test_library_train_runs_from_options_like_the_command(data, pretrained, adapted, tmp_path):
+    """`training.train(**options)`: the command's options by name; a value given wins over the recipe."""
+    from stylegan_unlearn.training import UserError, train, trained_network
+
+    run_dir = train(mode="unlearn", outdir=str(tmp_path / "lib"), data=str(data / "positives.zip"),
+                    resume=str(pretrained), adapted=[str(adapted)], kimg=0.016, seed=3, batch=4, tick=0.008, snap=1,
+                    workers=0, device="cpu")
+    options = json.loads((Path(run_dir) / "training_options.json").read_text())
+    assert options["loss_kwargs"]["class_name"] == "training_hooks.RepulsionLoss" and options["total_kimg"] == 0.016
+    assert options["batch_size"] == 4 and options["loss_kwargs"]["r1_gamma"] == 10  # the recipe's where not given
+    network = trained_network(run_dir)
+    assert os.path.isfile(network) and network == str(latest(run_dir))
+    extrapolated = train(mode="extrapolate", outdir=str(tmp_path / "lib"), resume=str(pretrained),
+                         adapted=[str(adapted)], extrapolate_gamma=0.5)
+    assert trained_network(extrapolated).endswith("extrapolated-gamma0.5.pkl")
+    with pytest.raises(UserError, match="unknown training option"):
+        train(mode="adapt", outdir=str(tmp_path / "lib"), epochs=3)

@@ -10,7 +10,7 @@ import torch
 from stylegan_unlearn.data import write_image_dataset
 from stylegan_unlearn.loop import NonFiniteError, snapshots, training_loop
 from stylegan_unlearn.loop.augment import DiffAugment
-from stylegan_unlearn.loop.training_loop import _ema_decay, _follow_generator, _lazy_reg_optimizer
+from stylegan_unlearn.loop.training_loop import _ema_decay, _follow_generator, _lazy_reg_optimizer, _run_key, _same_run
 from training_hooks import StyleGAN2Loss
 
 
@@ -206,3 +206,12 @@ def test_ada_adjusts_p_and_saves_it(data_zip, tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
     assert lines[-1]["Progress/augment"]["mean"] == pytest.approx(p_pkl)
 
+
+
+def test_a_sidecar_naming_a_moved_loss_class_still_continues_its_run():
+    data = dict(path="data.zip")
+    moved = _run_key(data, dict(class_name="training_hooks.balance.ClassBalanceLoss"))
+    written_before = dict(moved, loss="stylegan_unlearn.mnist.balance.ClassBalanceLoss")
+    assert _same_run(written_before, moved) and _same_run(moved, moved)
+    assert not _same_run(written_before, _run_key(data, dict(class_name="training_hooks.StyleGAN2Loss")))
+    assert not _same_run(None, moved)

@@ -21,7 +21,7 @@ import torch
 from torch_utils import misc, training_stats
 from torch_utils.ops import conv2d_gradfix
 
-from stylegan_unlearn.params import unwrap
+from stylegan_unlearn.method.params import unwrap
 
 __all__ = ["StyleGAN2Loss", "PHASES"]
 

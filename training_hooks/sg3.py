@@ -12,12 +12,13 @@ import torch
 
 from torch_utils.ops import upfirdn2d
 
-from stylegan_unlearn import repulsion as repulsion_forms
-from stylegan_unlearn.params import unwrap
-from training_hooks.ewc import DEFAULT_EWC_LAMBDA, DEFAULT_FISHER_SAMPLES, EWCPenalty
+from stylegan_unlearn.method import repulsion as repulsion_forms
+from stylegan_unlearn.method.anchors import start_at_g_ema
+from stylegan_unlearn.method.params import unwrap
+from stylegan_unlearn.method.penalties import (DEFAULT_DISTANCE, DEFAULT_EWC_LAMBDA, DEFAULT_EWC_PARAMS,
+                                               DEFAULT_FISHER_SAMPLES, DEFAULT_REPULSION_PARAMS, EWCPenalty,
+                                               RepulsionPenalty)
 from training_hooks.loss import _StyleGAN2LossPhases, accepts_keyword
-from training_hooks.repulsion import DEFAULT_DISTANCE, DEFAULT_PARAMS, RepulsionPenalty
-from training_hooks.start import start_at_g_ema
 
 __all__ = ["StyleGAN2Loss", "EWCLoss", "RepulsionLoss"]
 
@@ -82,7 +83,7 @@ class EWCLoss(StyleGAN2Loss):
     """`training_hooks.EWCLoss` with the StyleGAN3 signature (same penalty, same extra kwargs)."""
 
     def __init__(self, device, G, D, augment_pipe=None, ewc_lambda=DEFAULT_EWC_LAMBDA,
-                 fisher_samples=DEFAULT_FISHER_SAMPLES, params="synthesis", fisher_cache=None, fisher_seed=0,
+                 fisher_samples=DEFAULT_FISHER_SAMPLES, params=DEFAULT_EWC_PARAMS, fisher_cache=None, fisher_seed=0,
                  start_from=None, **loss_kwargs):
         super().__init__(device, G, D, augment_pipe=augment_pipe, **loss_kwargs)
         if start_from is not None:
@@ -96,7 +97,7 @@ class RepulsionLoss(StyleGAN2Loss):
     """`training_hooks.RepulsionLoss` with the StyleGAN3 signature (same term, same extra kwargs)."""
 
     def __init__(self, device, G, D, augment_pipe=None, adapted=(), repulsion=repulsion_forms.DEFAULT_FORM,
-                 repulsion_weight=None, alpha=None, distance=DEFAULT_DISTANCE, params=DEFAULT_PARAMS,
+                 repulsion_weight=None, alpha=None, distance=DEFAULT_DISTANCE, params=DEFAULT_REPULSION_PARAMS,
                  start_from=None, **loss_kwargs):
         super().__init__(device, G, D, augment_pipe=augment_pipe, **loss_kwargs)
         if start_from is not None:

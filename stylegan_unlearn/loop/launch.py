@@ -16,7 +16,9 @@ from typing import Any, Dict, Optional
 import torch
 
 import dnnlib
-from torch_utils import training_stats
+from stylegan_unlearn.device import rank_device, resolve_device
+from stylegan_unlearn.loop.training_loop import training_loop
+from torch_utils import custom_ops, training_stats
 
 __all__ = ["launch_training", "run_process", "torchrun_environment", "choose_device_type", "LaunchError"]
 
@@ -34,26 +36,18 @@ def torchrun_environment() -> Optional[Dict[str, int]]:
 
 
 def choose_device_type(requested: Optional[str], num_gpus: int) -> str:
-    """'cuda' or 'cpu' for `requested` in {None/'auto', 'cuda', 'cpu'}; clear error if CUDA cannot serve it."""
-    requested = (requested or "auto").lower()
-    if requested not in ("auto", "cuda", "cpu"):
+    """'cuda' or 'cpu' for `requested` in {None/'auto', 'cuda', 'cpu'} (`stylegan_unlearn.device`); ValueError
+    if CUDA cannot serve `num_gpus` processes."""
+    if (requested or "auto").lower() not in ("auto", "cuda", "cpu"):
         raise ValueError(f"device must be auto, cuda or cpu, got '{requested}'")
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return "cpu"
-    if not torch.cuda.is_available():
-        raise ValueError("--device=cuda was requested but no CUDA device is available; use --device=cpu")
-    if torch.cuda.device_count() < num_gpus:
-        raise ValueError(f"--gpus={num_gpus} but only {torch.cuda.device_count()} CUDA device(s) are visible; "
-                         "lower --gpus (or use --device=cpu to run that many CPU processes)")
-    return "cuda"
+    return resolve_device(requested, num_devices=num_gpus).type
 
 
 def run_process(rank: int, training_args: Dict[str, Any], num_gpus: int, device_type: str,
                 init_method: Optional[str], local_rank: Optional[int] = None) -> Dict[str, Any]:
     """Set up one rank (log file, process group, statistics) and run the training loop in it."""
-    from stylegan_unlearn.loop.training_loop import training_loop
     local_rank = rank if local_rank is None else local_rank
-    device = torch.device("cuda", local_rank) if device_type == "cuda" else torch.device("cpu")
+    device = rank_device(local_rank, device_type)
     logger = None
     if rank == 0:
         logger = dnnlib.util.Logger(file_name=os.path.join(training_args["run_dir"], "log.txt"), file_mode="a",
@@ -68,11 +62,7 @@ def run_process(rank: int, training_args: Dict[str, Any], num_gpus: int, device_
                                                      world_size=num_gpus)
             training_stats.init_multiprocessing(rank=rank, sync_device=device)
         if rank != 0:
-            try:
-                from torch_utils import custom_ops
-                custom_ops.verbosity = "none"
-            except ImportError:
-                pass
+            custom_ops.verbosity = "none"
         return training_loop(rank=rank, num_gpus=num_gpus, device=device, **training_args)
     finally:
         if num_gpus > 1 and torch.distributed.is_initialized():

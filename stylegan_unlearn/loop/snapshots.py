@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from stylegan_unlearn.fileio import atomic_write, atomic_write_bytes
+from stylegan_unlearn.pkl import network_pkl_bytes
 
 SIDECAR_SUFFIX = ".resume.pt"
 SIDECAR_VERSION = 2
@@ -35,7 +36,7 @@ _UNBOUND_VERSION = 1  # written before sidecars recorded their pkl's hash; still
 _SNAPSHOT_NAME = re.compile(r"^network-snapshot-(\d+)(?:\.(\d{3}))?\.pkl$")
 
 __all__ = ["snapshot_path", "image_grid_path", "sidecar_path", "snapshot_modules", "save_snapshot",
-           "load_sidecar", "load_resume_pkl", "find_latest_snapshot"]
+           "load_sidecar", "find_latest_snapshot"]
 
 
 def _unused_name(run_dir: str, prefix: str, suffix: str, cur_nimg: int) -> str:
@@ -99,7 +100,6 @@ def _file_sha256(path: str) -> str:
 
 def save_snapshot(path: str, data: Dict[str, Any], state: Optional[Dict[str, Any]] = None) -> None:
     """Write the resume sidecar (if `state` is given), bound to the pkl's bytes, and then the pkl; both atomic."""
-    from stylegan_unlearn.pkl import network_pkl_bytes
     payload = network_pkl_bytes(data, os.fspath(path))
     if state is not None:
         state = _plain(dict(state, version=SIDECAR_VERSION, pkl_sha256=hashlib.sha256(payload).hexdigest()),
@@ -146,17 +146,6 @@ def load_sidecar(pkl_path: str, warn: Callable[[str], None] = _print_warning) ->
              f"or files from different runs); {fresh}")
         return None
     return state
-
-
-def load_resume_pkl(path: str) -> Dict[str, Any]:
-    """Load a network pkl with the safe loader; clear errors for a missing or unusable file."""
-    from stylegan_unlearn.pkl import check_network_file, load_network_pkl
-    check_network_file(path, "network pkl")
-    data = load_network_pkl(path, safe=True)
-    for key in ("G", "D", "G_ema"):
-        if not isinstance(data.get(key), torch.nn.Module):
-            raise ValueError(f"'{path}' has no '{key}' network; pass a StyleGAN2 network pkl with G, D and G_ema")
-    return data
 
 
 def find_latest_snapshot(run_dir: str) -> Optional[str]:

@@ -25,8 +25,10 @@ import torch
 import dnnlib
 from stylegan_unlearn import images as image_utils
 from stylegan_unlearn.data import check_dataset_matches_network
+from stylegan_unlearn.device import rank_device
 from stylegan_unlearn.fileio import atomic_write_text, remove_orphaned_temp_files
 from stylegan_unlearn.loop import snapshots
+from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks
 from torch_utils import misc, training_stats
 
 __all__ = ["training_loop", "NonFiniteError"]
@@ -34,14 +36,6 @@ __all__ = ["training_loop", "NonFiniteError"]
 
 class NonFiniteError(RuntimeError):
     """Training produced NaN/Inf gradients or parameters; the run stopped, earlier snapshots are intact."""
-
-
-def _resolve_device(device: Any, rank: int) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", rank % torch.cuda.device_count())
-    return torch.device("cpu")
 
 
 def _log(rank: int, *parts: Any) -> None:
@@ -173,9 +167,21 @@ def _copy_strict(src: torch.nn.Module, dst: torch.nn.Module, what: str) -> None:
     misc.copy_params_and_buffers(src, dst, require_all=False)
 
 
+# Loss classes that moved: sidecars that name the old place still continue their run.
+MOVED_LOSS_CLASSES = {"stylegan_unlearn.mnist.balance.ClassBalanceLoss": "training_hooks.balance.ClassBalanceLoss"}
+
+
 def _run_key(training_set_kwargs: dict, loss_kwargs: dict) -> Dict[str, Any]:
     """What must match for a sidecar to continue a run rather than seed a new one: loss class and data."""
     return dict(loss=loss_kwargs.get("class_name"), data=os.path.abspath(str(training_set_kwargs.get("path", ""))))
+
+
+def _same_run(stored_key: Any, run_key: Dict[str, Any]) -> bool:
+    """Whether a sidecar's run key is this run's (a loss class that moved counts as itself)."""
+    if not isinstance(stored_key, dict):
+        return False
+    stored = dict(stored_key, loss=MOVED_LOSS_CLASSES.get(stored_key.get("loss"), stored_key.get("loss")))
+    return stored == run_key
 
 
 def _cpu_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
@@ -284,7 +290,7 @@ def training_loop(
     sidecar, so that a resumed run rebuilds a loss anchored on them (needed for EWC).
     """
     start_time = time.time()
-    device = _resolve_device(device, rank)
+    device = torch.device(device) if device is not None else rank_device(rank)
     seed = random_seed * num_gpus + rank
     np.random.seed(seed % (1 << 31))
     torch.manual_seed(seed)
@@ -303,10 +309,11 @@ def training_loop(
         _remove_temp_files(rank, [run_dir] + ([os.path.dirname(resume_pkl) or "."] if resume_pkl else []))
     resume_data, resume_state, has_sidecar = None, None, False
     if resume_pkl is not None:
-        resume_data = snapshots.load_resume_pkl(resume_pkl)
+        resume_data = load_networks(resume_pkl, NETWORK_KEYS)
         resume_state = snapshots.load_sidecar(resume_pkl, warn=lambda message: _log(rank, f"Warning: {message}"))
         has_sidecar = os.path.isfile(snapshots.sidecar_path(resume_pkl))  # an ignored one was warned about
-        if resume_state is not None and resume_state.get("run_key") != _run_key(training_set_kwargs, loss_kwargs):
+        run_key = _run_key(training_set_kwargs, loss_kwargs)
+        if resume_state is not None and not _same_run(resume_state.get("run_key"), run_key):
             _log(rank, f"'{resume_pkl}' was saved by a run with another loss or dataset; "
                        "starting a new run from its weights at kimg 0")
             resume_state = None

@@ -24,6 +24,8 @@ from typing import Callable, Iterable, Optional, Union
 import numpy as np
 import torch
 
+from dnnlib import util
+from stylegan_unlearn.data import ImageDataset
 from stylegan_unlearn.fileio import atomic_write
 
 __all__ = ["INCEPTION_URL", "Detector", "load_detector", "dataset_features", "file_md5", "dataset_content_hash"]
@@ -109,7 +111,6 @@ def _resolve(spec: Optional[str], num_attempts: int) -> str:
             raise FileNotFoundError(f"detector '{spec}' does not exist; pass the path of a TorchScript feature "
                                     f"extractor or of inception-2015-12-05.pt (from {INCEPTION_URL})")
         return spec
-    from dnnlib import util  # imported here so that the maths modules do not need dnnlib
     try:
         return util.open_url(spec, num_attempts=num_attempts, return_filename=True)
     except OSError as err:
@@ -154,8 +155,6 @@ def dataset_features(path: str, detector: Detector, resolution: Optional[int] = 
     `resolution` / `channels`, when given, must match the dataset (the network's output format), so
     that generated and real images are measured on equal terms.
     """
-    from stylegan_unlearn.data import ImageDataset
-
     dataset = ImageDataset(path)
     try:
         if resolution is not None and dataset.resolution != resolution:
@@ -167,7 +166,6 @@ def dataset_features(path: str, detector: Detector, resolution: Optional[int] = 
         cache_path = None
         if use_cache:
             if cache_dir is None:
-                from dnnlib import util
                 cache_dir = util.make_cache_dir_path("gan-metrics")
             key = hashlib.md5(repr(sorted({
                 "format": _CACHE_FORMAT, "data": dataset_content_hash(path), "detector": detector.identity,

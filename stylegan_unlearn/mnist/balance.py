@@ -1,7 +1,8 @@
-"""A class-balance term for pretraining the demo MNIST generator: a loss plugin like the others.
+"""A class-balance term for pretraining the demo MNIST generator (its plugin: `training_hooks.balance`).
 
 Small unconditional GANs trained on a CPU budget mode-collapse onto a few digits for tens of kimg.
-`ClassBalanceLoss` is the reference StyleGAN2 loss plus, in the generator's main phase,
+`ClassBalancePenalty` is the term that `training_hooks.balance.ClassBalanceLoss` adds to the reference
+StyleGAN2 loss in the generator's main phase,
 
     λ · KL( mean over the batch of softmax(guide(G(z))) ‖ uniform over the classes )
 
@@ -16,9 +17,8 @@ from typing import Optional
 import torch
 
 from torch_utils import training_stats
-from training_hooks.loss import StyleGAN2Loss
 
-__all__ = ["ClassBalancePenalty", "ClassBalanceLoss", "class_balance_kl"]
+__all__ = ["ClassBalancePenalty", "class_balance_kl"]
 
 
 def class_balance_kl(logits: torch.Tensor) -> torch.Tensor:
@@ -47,15 +47,3 @@ class ClassBalancePenalty:
         kl = class_balance_kl(self.guide(gen_img.float()))
         training_stats.report("Loss/G/balance", kl.detach())
         return kl * self.weight
-
-
-class ClassBalanceLoss(StyleGAN2Loss):
-    """StyleGAN2Loss (ADA signature) + the class-balance term; extra kwargs `guide` (path of a TorchScript
-    classifier) and `balance_weight` (λ, default 1)."""
-
-    def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, guide=None, balance_weight=1.0,
-                 **loss_kwargs):
-        super().__init__(device, G_mapping, G_synthesis, D, augment_pipe=augment_pipe, **loss_kwargs)
-        if guide is None:
-            raise ValueError("ClassBalanceLoss needs guide=PATH, a TorchScript digit classifier")
-        self.generator_penalty = ClassBalancePenalty(str(guide), balance_weight, device)

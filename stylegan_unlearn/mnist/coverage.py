@@ -12,7 +12,9 @@ import numpy as np
 import torch
 
 from stylegan_unlearn.metrics.fid import fid_from_features
-from stylegan_unlearn.metrics.sampling import generate_all, quantize
+from stylegan_unlearn import images as image_utils
+from stylegan_unlearn.images import quantize
+from stylegan_unlearn.seeds import generate_all
 from stylegan_unlearn.mnist.data import load_mnist_5k, to_32px
 from stylegan_unlearn.mnist.judge import judge_input, load_judge
 
@@ -102,9 +104,8 @@ def pick_snapshot(history: List[Dict], which: str) -> str:
 
 
 def save_grid(G: torch.nn.Module, path: str, num: int = 100) -> None:
-    from stylegan_unlearn.images import save_grid as _save
     images = generator_digits(G, range(num))
-    _save(images.transpose(0, 2, 3, 1), path, cols=10)
+    image_utils.save_grid(images.transpose(0, 2, 3, 1), path, cols=10)
 
 
 def summary_line(record: Dict) -> str:

@@ -106,7 +106,7 @@ def _cli(command: click.Command, args: Sequence) -> None:
 
 def collect(network: str, settings: Settings, outdir: str) -> Dict:
     """`stylegan-unlearn collect` with the judge; returns collect.json (negatives = the digit)."""
-    from stylegan_unlearn.samples import collect_command
+    from stylegan_unlearn.commands.collect import collect_command
     splits = ["--splits", settings.k]
     if settings.negatives_per_model is not None:
         splits += ["--negatives-per-split", settings.negatives_per_model]
@@ -209,10 +209,10 @@ LOW_ADAPTED_SHARE = 0.6  # θ_N should make mostly the digit; below this Stage 2
 
 def adapted_share(path: str, digit: int, num_samples: int = 1000) -> float:
     """Share of `digit` (judge arg-max) among `num_samples` fixed-seed samples of a network's G_ema."""
-    from stylegan_unlearn.loop.snapshots import load_resume_pkl
+    from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks
     from stylegan_unlearn.mnist.coverage import digit_shares, generator_digits, judge_outputs
     from stylegan_unlearn.mnist.judge import load_judge
-    G = load_resume_pkl(path)["G_ema"]
+    G = load_networks(path, NETWORK_KEYS)["G_ema"]
     predictions = judge_outputs(load_judge(), generator_digits(G, range(200000, 200000 + num_samples)))["pred"]
     return float(digit_shares(predictions)[digit])
 
@@ -232,7 +232,7 @@ def check_adapted(paths: Sequence[str], digit: int, log) -> List[float]:
 def evaluate(networks: Sequence[tuple], settings: Settings, reference: str, out: str) -> Dict:
     """`stylegan-unlearn evaluate`: PUL (judge, target = digit), FID/KID in the judge's feature space vs
     real digits without the class, and the share of every digit (judge arg-max)."""
-    from stylegan_unlearn.evaluate import evaluate_command
+    from stylegan_unlearn.commands.evaluate import evaluate_command
     args = []
     for name, path in networks:
         args += ["--network", f"{name}={path}"]

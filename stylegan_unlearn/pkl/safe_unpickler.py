@@ -25,6 +25,7 @@ import torch
 
 from dnnlib.util import EasyDict
 from stylegan_unlearn.pkl.errors import NetworkPklError
+from torch_utils import persistence
 
 __all__ = ["PersistentRecord", "SafeUnpickler", "safe_load", "iter_named_tensors", "REFUSAL_HINT"]
 
@@ -73,7 +74,7 @@ class PersistentRecord:
         return dict(iter_named_tensors(self))
 
     def __reduce__(self):
-        from torch_utils import persistence  # the real global, so the stream names it exactly
+        # The real global, so the stream names torch_utils.persistence exactly.
         return persistence._reconstruct_persistent_obj, (self.meta,)
 
     # Deep copies must not go through __reduce__: that would run the stored source.

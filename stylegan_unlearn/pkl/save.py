@@ -12,6 +12,7 @@ from stylegan_unlearn.fileio import atomic_write
 from stylegan_unlearn.pkl.errors import NetworkPklError
 from stylegan_unlearn.pkl.load import NETWORK_KEYS
 from stylegan_unlearn.pkl.safe_unpickler import PersistentRecord
+from torch_utils import persistence
 
 __all__ = ["save_network_pkl", "network_pkl_bytes", "PICKLE_PROTOCOL"]
 
@@ -32,7 +33,6 @@ def _python_scalars(value: Any) -> Any:
 
 
 def _snapshot_module(module: torch.nn.Module, key: str) -> torch.nn.Module:
-    from torch_utils import persistence
     if not persistence.is_persistent(module):
         raise NetworkPklError(f"{key} is a plain {type(module).__name__} module, which the official tools cannot "
                               f"unpickle; build it from stylegan_unlearn.networks (persistent classes)")

@@ -1,4 +1,4 @@
-"""`train.py` / `stylegan-unlearn train`: the reference training options plus `--mode` for Adapt-then-Unlearn.
+"""Training runs from options: the library of `train.py` / `stylegan-unlearn train` (reference options + `--mode`).
 
 Modes:
 * `train`       — ordinary StyleGAN2 training (`training_hooks.StyleGAN2Loss`), networks from `--cfg`.
@@ -10,23 +10,40 @@ Modes:
 
 adapt/unlearn/extrapolate start from `--resume` and take the G/D architecture from that pkl; adapt and
 unlearn start G at its G_ema. Where the user gave no value they follow the official Adapt-then-Unlearn
-recipe, the one table `stylegan_unlearn.recipe` that the patched reference train.py reads too (batch 16,
+recipe, the one table `stylegan_unlearn.method.recipe` that the patched reference train.py reads too (batch 16,
 lr 0.002, R1 γ 10, path length 2, style mixing 0.9, EMA decay 0.5^(32/10000) per step, no augmentation;
 adapt 2000 iterations = 32 kimg, unlearn 1000 iterations = 16 kimg), and the run prints each choice.
 Small-network knobs for tiny models and MNIST: `--cbase`, `--cmax`, `--map`, `--zdim`, `--wdim`,
 `--mbstd-group` (train mode only).
+
+`DEFAULTS` is the one table of the options and their defaults (the command gives each its click option
+with that default); `train(mode=..., outdir=..., **options)` runs one training from options named as the
+command's and returns the run directory; `trained_network(run_dir)` is the network it produced.
+Everything raises ordinary exceptions (`UserError`, a ValueError, for bad options).
 """
 import json
 import math
 import os
 import re
-from typing import Any, Dict, List, Optional
+import sys
+from typing import Any, Collection, Dict, List, Optional, Tuple
 
-import click
+import torch
 
 import dnnlib
-from stylegan_unlearn import recipe
-from stylegan_unlearn.cliutil import options_given
+from stylegan_unlearn.data import ImageDataset, check_dataset_matches_network
+from stylegan_unlearn.device import DEFAULT_DEVICE, resolve_device
+from stylegan_unlearn.fileio import atomic_write_bytes, atomic_write_text, check_writable_dir
+from stylegan_unlearn.loop.launch import choose_device_type, launch_training, torchrun_environment
+from stylegan_unlearn.method import options as method_options
+from stylegan_unlearn.method import recipe
+from stylegan_unlearn.method.architecture import check_adapted_networks
+from stylegan_unlearn.method.extrapolate import extrapolate
+from stylegan_unlearn.method.params import gather_aligned, select_params
+from stylegan_unlearn.pkl import NETWORK_KEYS, check_network_file, load_networks, network_pkl_bytes
+
+__all__ = ["MODES", "DEFAULTS", "UserError", "training_options", "build_training_options", "recipe_report",
+           "run_training", "train", "trained_network"]
 
 MODES = ("train", "adapt", "unlearn", "extrapolate")
 CFG_SPECS = {
@@ -52,6 +69,19 @@ POSITIVE_OPTIONS = ("alpha",)
 NON_NEGATIVE_OPTIONS = ("ewc_lambda", "repulsion_weight")
 
 
+# Every option of a training run with its default; None where the mode, the --cfg preset or the official
+# recipe decides. `stylegan_unlearn.commands.train` gives each of these its click option with this default.
+DEFAULTS: Dict[str, Any] = dict(
+    outdir=None, mode="train", data=None, resume=None, gpus=1, device=DEFAULT_DEVICE, batch=None, batch_gpu=None,
+    kimg=None, tick=None, snap=None, seed=0, cond=False, subset=None, mirror=False, cfg="auto", gamma=None,
+    glr=None, dlr=None, aug="noaug", p=None, target=None, augpipe="translation,cutout,color", freezed=0, fp32=None,
+    workers=min(3, os.cpu_count() or 1), cbase=None, cmax=None, map=None, zdim=None, wdim=None, mbstd_group=None,
+    pl_weight=None, style_mixing=None, ema_kimg=None,
+    **{entry.name: (() if entry.multiple else entry.default) for entry in method_options.OPTIONS},
+    metrics="none", desc=None, dry_run=False,
+)
+
+
 class UserError(ValueError):
     """A problem with the command line or its inputs, reported as one sentence."""
 
@@ -74,28 +104,16 @@ def _check_numbers(opts: dnnlib.EasyDict) -> None:
 
 
 def _warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
-
-
-def _load_network_option(path: str, option: str) -> Dict[str, Any]:
-    """The pkl named by `option`, loaded safely; a one-sentence UserError for any problem."""
-    from stylegan_unlearn.loop import snapshots
-    try:
-        return snapshots.load_resume_pkl(path)
-    except ValueError as err:  # missing, a directory, or not a usable pkl (NetworkPklError is a ValueError)
-        raise UserError(f"{option}: {err}") from None
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def _check_adapted(paths: List[str], resume_path: str, resume: Dict[str, Any], params: str) -> None:
     """Each --adapted pkl must load, match the --resume architecture and differ from it (else d = 0)."""
-    import torch
-
-    from stylegan_unlearn.params import gather_aligned, select_params
     for path in paths:
         if os.path.samefile(path, resume_path):
             raise UserError(f"--adapted '{path}' is the --resume network itself; pass a network made by "
                             "--mode=adapt (its distance to --resume would be 0)")
-        adapted = _load_network_option(path, "--adapted")["G_ema"]
+        adapted = load_networks(path, NETWORK_KEYS, option="--adapted")["G_ema"]
         for key in ("G", "G_ema"):
             named = select_params(resume[key], params)
             try:
@@ -157,34 +175,42 @@ def _cfg_spec(cfg: str, gpus: int, resolution: int) -> dnnlib.EasyDict:
     return spec
 
 
-def _recipe_decisions(opts: dnnlib.EasyDict) -> List[recipe.Decision]:
-    """adapt/unlearn: each official-recipe setting for this run, the user's value where one was given."""
+def _recipe_decisions(opts: dnnlib.EasyDict, given: Optional[Collection[str]]) -> List[recipe.Decision]:
+    """adapt/unlearn: each official-recipe setting for this run, the user's value where one was given.
+
+    `given` names the options the user set (an option given at its default value still wins); None counts
+    every option that is not None as given.
+    """
     values = {entry.name: opts.get(entry.name) for entry in recipe.RECIPE}
-    return recipe.decide(opts.mode, values, options_given(values))
+    if given is None:
+        given = {name for name, value in values.items() if value is not None}
+    return recipe.decide(opts.mode, values, {name for name in values if name in given})
 
 
-def _stage_settings(opts: dnnlib.EasyDict) -> Dict[str, Any]:
+def _stage_settings(opts: dnnlib.EasyDict, given: Optional[Collection[str]]) -> Dict[str, Any]:
     """Recipe name -> value for adapt/unlearn runs; empty for the other modes."""
     if opts.mode not in recipe.STAGES:
         return {}
-    return {d.setting.name: d.value for d in _recipe_decisions(opts)}
+    return {d.setting.name: d.value for d in _recipe_decisions(opts, given)}
 
 
-def recipe_report(opts: dnnlib.EasyDict) -> List[str]:
+def recipe_report(opts: dnnlib.EasyDict, given: Optional[Collection[str]] = None) -> List[str]:
     """The lines an adapt/unlearn run prints about what it took from the official recipe, and why."""
     if opts.mode not in recipe.STAGES:
         return []
-    ctx = click.get_current_context(silent=True)
-    names = {p.name for p in ctx.command.params} if ctx is not None else set(opts)
-    return recipe.report_lines(opts.mode, _recipe_decisions(opts), names)
+    return recipe.report_lines(opts.mode, _recipe_decisions(opts, given), set(opts))
 
 
-def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
-    """Turn the command-line options into (run description, `training_loop` kwargs). Raises UserError."""
-    from stylegan_unlearn.data import ImageDataset, check_dataset_matches_network
+def build_training_options(opts: dnnlib.EasyDict,
+                           given: Optional[Collection[str]] = None) -> Tuple[str, dnnlib.EasyDict]:
+    """Turn the options into (run description, `training_loop` kwargs). Raises UserError (a ValueError).
+
+    `opts` holds every option of `DEFAULTS` (see `training_options`); `given` names those the user set
+    (see `_recipe_decisions`).
+    """
     mode = opts.mode
     args = dnnlib.EasyDict()
-    params = opts.params or ("synthesis" if mode == "adapt" else "all")
+    params = opts.params or (method_options.default("params", mode) if mode != "train" else None)
     gpus = opts.gpus
     if gpus < 1:
         raise UserError("--gpus must be at least 1")
@@ -199,16 +225,14 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
         raise UserError(f"--mode={mode} needs --data: a dataset folder or zip "
                         f"({'negative' if mode == 'adapt' else 'positive' if mode == 'unlearn' else 'training'} images)")
     _check_numbers(opts)
-    from stylegan_unlearn.pkl import check_network_file
     for path in opts.adapted:
         check_network_file(path, "--adapted network")
 
     resume = None
     if opts.resume:
         check_network_file(opts.resume, "--resume network")
-        resume = _load_network_option(opts.resume, "--resume")
+        resume = load_networks(opts.resume, NETWORK_KEYS, option="--resume")
     if opts.adapted and resume is not None:
-        from stylegan_unlearn.architecture import check_adapted_networks
         check_adapted_networks(opts.resume, opts.adapted, resume_G=resume["G"])
         _check_adapted(opts.adapted, opts.resume, resume, params)
 
@@ -249,7 +273,7 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
 
     args.data_loader_kwargs = dnnlib.EasyDict(pin_memory=True, num_workers=opts.workers, prefetch_factor=2)
     args.random_seed = opts.seed
-    stage = _stage_settings(opts)
+    stage = _stage_settings(opts, given)
     metrics = stage.get("metrics", opts.metrics)
     args.metrics = [] if metrics in (None, "", "none") else [m.strip() for m in metrics.split(",")]
     args.anchor_to_start = mode == "adapt"
@@ -258,7 +282,7 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     # Networks and hyper-parameters.
     fp32 = opts.fp32
     if fp32 is None:
-        fp32 = not _cuda_in_use(opts.device)
+        fp32 = resolve_device(opts.device, num_devices=gpus).type != "cuda"
     if resume is not None:
         try:
             check_dataset_matches_network(dataset, resume["G"])
@@ -398,31 +422,22 @@ def build_training_options(opts: dnnlib.EasyDict) -> (str, dnnlib.EasyDict):
     return f"{mode}-{desc}", args
 
 
-def _cuda_in_use(device: Optional[str]) -> bool:
-    import torch
-    return (device or "auto") != "cpu" and torch.cuda.is_available()
-
-
 def _extrapolated_pkl(args: dnnlib.EasyDict) -> bytes:
     """The extrapolated network pkl's bytes (computed and checked before anything is written)."""
-    from stylegan_unlearn.extrapolate import extrapolate
-    from stylegan_unlearn.pkl import network_pkl_bytes
-    from stylegan_unlearn.loop import snapshots
-    pretrained = snapshots.load_resume_pkl(args.resume_pkl)
-    adapted = [snapshots.load_resume_pkl(p) for p in args.adapted]
+    pretrained = load_networks(args.resume_pkl, NETWORK_KEYS, option="--resume")
+    adapted = [load_networks(p, NETWORK_KEYS, option="--adapted") for p in args.adapted]
     result = extrapolate(pretrained, adapted, args.extrapolate_gamma, params=args.params)
     return network_pkl_bytes(result, "the extrapolated network")
 
 
 def _write_extrapolated(payload: bytes, args: dnnlib.EasyDict, run_dir: str) -> str:
-    from stylegan_unlearn.fileio import atomic_write_bytes
     path = os.path.join(run_dir, f"extrapolated-gamma{args.extrapolate_gamma:g}.pkl")
     atomic_write_bytes(path, payload)
     return path
 
 
-def _print_recipe(opts: dnnlib.EasyDict) -> None:
-    for line in recipe_report(opts):
+def _print_recipe(opts: dnnlib.EasyDict, given: Optional[Collection[str]]) -> None:
+    for line in recipe_report(opts, given):
         print(line)
 
 
@@ -441,9 +456,13 @@ def _print_dry_run(run_dir: str, args: dnnlib.EasyDict) -> None:
     print()
 
 
-def run_training(opts: dnnlib.EasyDict) -> str:
-    """Validate options, create the run directory and train; returns the run directory."""
-    from stylegan_unlearn.loop.launch import choose_device_type, launch_training, torchrun_environment
+def run_training(opts: dnnlib.EasyDict, given: Optional[Collection[str]] = None) -> str:
+    """Validate options, create the run directory and train; returns the run directory.
+
+    `opts` holds every option of `DEFAULTS` (see `training_options`); `given` names those the user set.
+    Raises UserError / ValueError / OSError before anything is written, and the loop's errors
+    (`LaunchError`, `NonFiniteError`) after.
+    """
     env = torchrun_environment()
     rank = env["rank"] if env else 0
     if env is not None:
@@ -451,9 +470,8 @@ def run_training(opts: dnnlib.EasyDict) -> str:
             raise UserError(f"torchrun started {env['world_size']} processes but --gpus={opts.gpus}; "
                             "leave --gpus out under torchrun")
         opts.gpus = env["world_size"]
-    desc, args = build_training_options(opts)
+    desc, args = build_training_options(opts, given)
     device_type = choose_device_type(opts.device, opts.gpus) if args.get("mode") != "extrapolate" else "cpu"
-    from stylegan_unlearn.fileio import check_writable_dir
     check_writable_dir(opts.outdir, "--outdir")
     extrapolated = _extrapolated_pkl(args) if args.get("mode") == "extrapolate" and not opts.dry_run else None
 
@@ -465,7 +483,6 @@ def run_training(opts: dnnlib.EasyDict) -> str:
     if os.path.isdir(opts.outdir):
         run_dir = _next_run_dir(opts.outdir, desc)
     if env is not None and env["world_size"] > 1:
-        import torch
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             torch.cuda.set_device(env["local_rank"])
@@ -476,21 +493,19 @@ def run_training(opts: dnnlib.EasyDict) -> str:
 
     if opts.dry_run:
         if rank == 0:
-            _print_recipe(opts)
+            _print_recipe(opts, given)
             _print_dry_run(run_dir, args)
             print("Dry run; exiting.")
         return run_dir
 
     if rank == 0:
-        _print_recipe(opts)
+        _print_recipe(opts, given)
         _print_dry_run(run_dir, args)
         print("Creating output directory...")
         os.makedirs(run_dir, exist_ok=False)
-        from stylegan_unlearn.fileio import atomic_write_text
         atomic_write_text(os.path.join(run_dir, "training_options.json"),
                           json.dumps(dict(_plain(args), mode=opts.mode, num_gpus=opts.gpus), indent=2))
     if env is not None and env["world_size"] > 1:
-        import torch
         torch.distributed.barrier()
 
     if extrapolated is not None:
@@ -507,105 +522,39 @@ def run_training(opts: dnnlib.EasyDict) -> str:
     return run_dir
 
 
-@click.command("train", context_settings=dict(help_option_names=["-h", "--help"]))
-@click.option("--outdir", help="Where to make the run directory", required=True, metavar="DIR")
-@click.option("--mode", type=click.Choice(MODES), default="train", show_default=True,
-              help="train, adapt (Stage 1, EWC), unlearn (Stage 2, repulsion) or extrapolate (baseline)")
-@click.option("--data", help="Training data: folder or zip (negatives for adapt, positives for unlearn)",
-              metavar="PATH")
-@click.option("--resume", help="Network pkl to start from (required by adapt/unlearn/extrapolate)", metavar="PKL")
-@click.option("--adapted", multiple=True, help="Adapted network pkl (repeatable; unlearn/extrapolate)", metavar="PKL")
-@click.option("--gpus", type=int, default=1, show_default=True,
-              help="Number of GPUs (on CPU: number of processes)", metavar="INT")
-@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
-              help="Where to train")
-@click.option("--batch", type=int, help="Total batch size", metavar="INT")
-@click.option("--batch-gpu", type=int, help="Images per GPU per accumulation round", metavar="INT")
-@click.option("--kimg", type=float, help="Training duration in thousands of images", metavar="KIMG")
-@click.option("--tick", type=float, help="Thousands of images per progress line", metavar="KIMG")
-@click.option("--snap", type=int, help="Snapshot interval in ticks", metavar="TICKS")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed", metavar="INT")
-@click.option("--cond", type=bool, default=False, show_default=True, help="Train a conditional model (labels)")
-@click.option("--subset", type=int, help="Train on only N images", metavar="INT")
-@click.option("--mirror", type=bool, default=False, show_default=True, help="Add x-flipped copies of the data")
-@click.option("--cfg", type=click.Choice(list(CFG_SPECS)), default="auto", show_default=True,
-              help="Base configuration (train mode)")
-@click.option("--gamma", type=float, help="R1 regularisation weight", metavar="FLOAT")
-@click.option("--glr", type=float, help="Generator learning rate", metavar="FLOAT")
-@click.option("--dlr", type=float, help="Discriminator learning rate", metavar="FLOAT")
-@click.option("--aug", type=click.Choice(["noaug", "fixed", "ada"]), default="noaug", show_default=True,
-              help="Differentiable augmentation of D's inputs (translation, cutout, colour)")
-@click.option("--p", type=float, help="Augmentation probability for --aug=fixed", metavar="FLOAT")
-@click.option("--target", type=float, help="ADA target for --aug=ada [default: 0.6]", metavar="FLOAT")
-@click.option("--augpipe", default="translation,cutout,color", show_default=True,
-              help="Comma list of xflip, translation, cutout, color")
-@click.option("--freezed", type=int, default=0, show_default=True, help="Freeze the first D layers", metavar="INT")
-@click.option("--fp32", type=bool, default=None, help="Disable mixed precision [default: on CPU only]")
-@click.option("--workers", type=click.IntRange(min=0), default=min(3, os.cpu_count() or 1), show_default=True,
-              help="DataLoader worker processes [default: 3, at most the CPU count]", metavar="INT")
-@click.option("--cbase", type=int, help="Capacity multiplier channel_base (train mode)", metavar="INT")
-@click.option("--cmax", type=int, help="Max. feature maps channel_max (train mode)", metavar="INT")
-@click.option("--map", type=int, help="Mapping network depth (train mode)", metavar="INT")
-@click.option("--zdim", type=int, help="Latent z dimension (train mode) [default: 512]", metavar="INT")
-@click.option("--wdim", type=int, help="Intermediate w dimension (train mode) [default: 512]", metavar="INT")
-@click.option("--mbstd-group", type=int, help="Minibatch-std group size (train mode)", metavar="INT")
-@click.option("--pl-weight", type=click.FloatRange(min=0), help="Path-length regularisation weight "
-              "[default: 2; cifar 0]", metavar="FLOAT")
-@click.option("--style-mixing", type=click.FloatRange(0, 1), help="Style-mixing probability [default: 0.9; cifar 0]",
-              metavar="FLOAT")
-@click.option("--ema-kimg", type=click.FloatRange(min=0, min_open=True),
-              help="G_ema half-life in thousands of images [default: preset; adapt/unlearn: batch·10/32]",
-              metavar="KIMG")
-@click.option("--ewc-lambda", type=float, default=5e8, show_default=True, help="EWC weight λ (adapt)")
-@click.option("--fisher-samples", type=int, default=32, show_default=True, help="Samples for the Fisher (adapt)")
-@click.option("--params", type=click.Choice(["synthesis", "all"]),
-              help="Generator parameters under EWC / repulsion / extrapolation "
-                   "[default: synthesis for adapt, all otherwise, as in the official code]")
-@click.option("--repulsion", type=click.Choice(["il2", "nl2", "el2"]), default="el2", show_default=True,
-              help="Repulsion form (unlearn)")
-@click.option("--repulsion-weight", type=float,
-              help="Repulsion weight w (unlearn) [default: per form and distance: relative/l2 el2 10, nl2 0.1, "
-                   "il2 1; official/tensor-mean el2 100, nl2 1, il2 10]")
-@click.option("--alpha", type=float, help="EL2 sharpness α (unlearn) [default: relative/l2 0.1; official/tensor-mean 1]")
-@click.option("--distance", type=click.Choice(["relative", "l2", "tensor-mean", "official"]), default="relative",
-              show_default=True,
-              help="Parameter distance for the repulsion (unlearn): relative = ‖θ−θ_N‖² in units of its value at the "
-                   "start; l2 = the paper's sum of squares; tensor-mean = mean of per-tensor mean squares; official "
-                   "= the official code's d (K²/2 × tensor-mean), whose default weights reproduce its strength")
-@click.option("--extrapolate-gamma", type=float, default=1.0, show_default=True,
-              help="γ of θ_G + γ(θ_G − mean θ_N) (extrapolate)")
-@click.option("--metrics", default="none", show_default=True, metavar="LIST",
-              help="Accepted for compatibility; metrics run afterwards with `stylegan-unlearn evaluate`")
-@click.option("--desc", help="String to append to the run directory name", metavar="STR")
-@click.option("-n", "--dry-run", is_flag=True, help="Print the options and exit")
-def train_command(**kwargs) -> None:
-    """Train a StyleGAN2 network, adapt it to negatives, unlearn them, or extrapolate (see --mode).
+def training_options(**options: Any) -> dnnlib.EasyDict:
+    """Every option of `DEFAULTS`, with `options` (named as the command's: `mode`, `data`, `resume`, ...) set."""
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise UserError(f"unknown training option(s) {', '.join(unknown)}; see `stylegan-unlearn train --help`")
+    opts = dnnlib.EasyDict(DEFAULTS, **options)
+    opts.adapted = [str(path) for path in (opts.adapted or ())]
+    return opts
 
-    \b
-    Typical Adapt-then-Unlearn run (pretrained.pkl = θ_G):
-      python train.py --mode=adapt --outdir=runs --data=negatives.zip --resume=pretrained.pkl
-      python train.py --mode=unlearn --outdir=runs --data=positives.zip --resume=pretrained.pkl \\
-          --adapted=runs/00000-adapt-.../network-snapshot-000032.pkl
-    \b
-    Defaults of adapt/unlearn (the official recipe, printed by each run): batch 16, lr 0.002,
-    gamma 10, path-length weight 2, style mixing 0.9, EMA 5 kimg at batch 16, no augmentation,
-    both start from the pkl's G_ema; adapt: 32 kimg (2000 steps), EWC on synthesis layers,
-    λ 5e8, 32 Fisher samples; unlearn: 16 kimg (1000 steps), EL2 repulsion on all G parameters
-    (relative distance, w 10, α 0.1; --distance official for the official strength). Both take the architecture from
-    --resume; --resume on a snapshot of the same kind of run (same loss and data) with its
-    .resume.pt sidecar continues that run (kimg, optimizers, EMA, augmentation).
+
+def train(**options: Any) -> str:
+    """Run one training (`mode='train' | 'adapt' | 'unlearn' | 'extrapolate'`) from options; returns the run dir.
+
+    Options are named as the command's (`outdir`, `data`, `resume`, `adapted=[...]`, `kimg`, `batch`, ...);
+    an option passed with a value other than None counts as given, so it wins over the official recipe, as
+    on the command line. The run happens in this process (`gpus` > 1 spawns more). Get the result with
+    `trained_network(run_dir)`.
     """
-    from stylegan_unlearn.loop.launch import LaunchError
-    from stylegan_unlearn.loop.training_loop import NonFiniteError
-    opts = dnnlib.EasyDict(kwargs)
-    opts.adapted = list(opts.adapted)
-    try:
-        run_training(opts)
-    except (UserError, ValueError, FileNotFoundError, LaunchError, NonFiniteError) as err:
-        raise click.ClickException(str(err)) from None
-    except OSError as err:
-        raise click.ClickException(f"{err.strerror or err}: {err.filename or ''}".strip(": ")) from None
+    opts = training_options(**options)
+    return run_training(opts, given={name for name, value in options.items() if value is not None})
 
 
-if __name__ == "__main__":
-    train_command()
+def trained_network(run_dir: str) -> str:
+    """The network a finished run produced: its last snapshot, or the extrapolated pkl (FileNotFoundError if none)."""
+    final = os.path.join(run_dir, "final.json")
+    if os.path.isfile(final):
+        with open(final, encoding="utf-8") as f:
+            snapshot = json.load(f).get("last_snapshot")
+        if snapshot:
+            return snapshot
+    extrapolated = sorted(name for name in os.listdir(run_dir)
+                          if name.startswith("extrapolated-") and name.endswith(".pkl"))
+    if extrapolated:
+        return os.path.join(run_dir, extrapolated[-1])
+    raise FileNotFoundError(f"run directory {run_dir} holds no finished network (no final.json snapshot, "
+                            "no extrapolated pkl)")

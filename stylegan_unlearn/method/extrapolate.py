@@ -9,7 +9,7 @@ with negative γ_code, so γ = −γ_code; the paper's Figure 1 writes θ_N + γ
 γ = γ_paper − 1 for a single adapted network.
 
 Which parameters move (``params``): ``'all'`` (default, as the official code) = every generator
-parameter; ``'synthesis'`` = the synthesis convolutions from 8×8 up (see `stylegan_unlearn.params`).
+parameter; ``'synthesis'`` = the synthesis convolutions from 8×8 up (see `stylegan_unlearn.method.params`).
 Buffers (`w_avg`, `noise_const`, filters) and the discriminator are kept from the base pickle.
 """
 import copy
@@ -17,13 +17,14 @@ import math
 import os
 from typing import Any, Dict, List, Mapping, Sequence, Union
 
-import click
 import torch
 
-from stylegan_unlearn.cliutil import FINITE_FLOAT, one_line_errors
-from stylegan_unlearn.params import gather_aligned, select_params
+from stylegan_unlearn.fileio import check_writable_dir
+from stylegan_unlearn.method import options
+from stylegan_unlearn.method.params import gather_aligned, select_params
+from stylegan_unlearn.pkl import check_network_file, load_networks, save_network_pkl
 
-__all__ = ["extrapolate", "extrapolate_files", "extrapolate_command"]
+__all__ = ["extrapolate", "extrapolate_files"]
 
 AdaptedItem = Union[Mapping[str, Any], torch.nn.Module]
 
@@ -54,7 +55,7 @@ def _extrapolated(base: torch.nn.Module, anchors: List[torch.nn.Module], gamma: 
 
 
 def extrapolate(G_pkl_data: Mapping[str, Any], adapted_list: Sequence[AdaptedItem], gamma: float,
-                params: str = "all") -> Dict[str, Any]:
+                params: str = options.default("params", "extrapolate")) -> Dict[str, Any]:
     """A new pickle dict whose `G` and `G_ema` are θ_G + γ(θ_G − mean_k θ_N^k); inputs are untouched."""
     adapted_list = list(adapted_list)
     if not adapted_list:
@@ -78,48 +79,35 @@ def extrapolate(G_pkl_data: Mapping[str, Any], adapted_list: Sequence[AdaptedIte
     return out
 
 
-def extrapolate_files(network: str, adapted: Sequence[str], gamma: float, out: str, params: str = "all") -> None:
-    """Load the pickles (safe mode), extrapolate, and write `out` atomically."""
-    from stylegan_unlearn.pkl import load_network_pkl, save_network_pkl
-
-    base = load_network_pkl(network, safe=True)
-    adapted_data = [load_network_pkl(path, safe=True) for path in adapted]
-    save_network_pkl(out, extrapolate(base, adapted_data, gamma, params))
-
-
-@click.command("extrapolate")
-@click.option("--network", required=True, metavar="PKL", help="Pretrained network pickle (θ_G).")
-@click.option("--adapted", required=True, multiple=True, metavar="PKL",
-              help="Adapted (negative) network pickle θ_N; repeat for K networks.")
-@click.option("--gamma", type=FINITE_FLOAT, default=1.0, show_default=True,
-              help="Step away from the adapted networks: θ_G + γ(θ_G − mean θ_N).")
-@click.option("--params", type=click.Choice(["all", "synthesis"]), default="all", show_default=True,
-              help="Which generator parameters move.")
-@click.option("--out", required=True, metavar="PKL", help="Where to write the extrapolated pickle.")
-@click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
-@one_line_errors
-def extrapolate_command(network: str, adapted: Sequence[str], gamma: float, params: str, out: str,
-                        overwrite: bool) -> None:
-    """Extrapolate a pretrained generator away from adapted (negative) generators."""
-    from stylegan_unlearn.fileio import check_writable_dir
-    from stylegan_unlearn.pkl import check_network_file
-
+def _check_paths(network: str, adapted: Sequence[str], out: str, overwrite: bool) -> None:
     check_network_file(network, "--network")
     for path in adapted:
         check_network_file(path, "--adapted")
         if os.path.samefile(path, network):
-            raise click.ClickException(f"--adapted {path} is the --network pickle itself; pass a network made by "
-                                       "--mode=adapt (the step away from it would be 0)")
+            raise ValueError(f"--adapted {path} is the --network pickle itself; pass a network made by "
+                             "--mode=adapt (the step away from it would be 0)")
     out_real = os.path.realpath(out)
     if any(out_real == os.path.realpath(p) for p in (network, *adapted)):
-        raise click.ClickException(f"--out {out} is one of the input pickles; choose another path")
+        raise ValueError(f"--out {out} is one of the input pickles; choose another path")
     if os.path.isdir(out):
-        raise click.ClickException(f"--out {out} is a directory; give the path of the .pkl file to write")
+        raise IsADirectoryError(f"--out {out} is a directory; give the path of the .pkl file to write")
     if os.path.exists(out) and not overwrite:
-        raise click.ClickException(f"{out} already exists; pass --overwrite or choose another --out")
+        raise FileExistsError(f"{out} already exists; pass --overwrite or choose another --out")
     out_dir = os.path.dirname(out_real)
     if not os.path.isdir(out_dir):
-        raise click.ClickException(f"directory {out_dir} does not exist; create it first")
+        raise FileNotFoundError(f"directory {out_dir} does not exist; create it first")
     check_writable_dir(out_dir, "the directory of --out")
-    extrapolate_files(network, adapted, gamma, out, params)
-    click.echo(f"wrote {out} (γ = {gamma}, {len(adapted)} adapted network(s), params = {params})")
+
+
+def extrapolate_files(network: str, adapted: Sequence[str], gamma: float, out: str,
+                      params: str = options.default("params", "extrapolate"), overwrite: bool = False) -> str:
+    """Load the pickles (safe mode), extrapolate, and write `out` atomically; returns `out`.
+
+    Every path is checked first (inputs exist, `out` is none of them, not a directory, not there unless
+    `overwrite`, in a writable directory): ValueError / OSError before anything is written.
+    """
+    _check_paths(network, adapted, out, overwrite)
+    base = load_networks(network, option="--network")
+    adapted_data = [load_networks(path, option="--adapted") for path in adapted]
+    save_network_pkl(out, extrapolate(base, adapted_data, gamma, params))
+    return out

@@ -1,50 +1,13 @@
 """Small parsing and error helpers shared by the command-line front doors."""
 import functools
 import math
-import re
-from typing import Any, Callable, List, Mapping, Optional, Set
+from typing import Callable
 
 import click
-from click.core import ParameterSource
 
-_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*$")
-
-
-def parse_int_ranges(text: str) -> List[int]:
-    """Parse '0-3,7,10-11' into [0, 1, 2, 3, 7, 10, 11] (ranges are inclusive, order kept)."""
-    if text is None or not str(text).strip():
-        raise ValueError("expected a list of integers such as '0-63' or '3,17,40-45', got an empty value")
-    values: List[int] = []
-    for part in str(text).split(","):
-        match = _RANGE.match(part)
-        if not match:
-            raise ValueError(f"'{part.strip()}' is not an integer or a range like '40-45' (in '{text}')")
-        start = int(match.group(1))
-        stop = int(match.group(2)) if match.group(2) is not None else start
-        if stop < start:
-            raise ValueError(f"range '{part.strip()}' runs backwards; write it as '{stop}-{start}'")
-        values.extend(range(start, stop + 1))
-    return values
-
-
-def options_given(values: Mapping[str, Any], ctx: Optional[click.Context] = None) -> Set[str]:
-    """The names in `values` that the user set, as opposed to those left at their default.
-
-    Inside a running click command this reads click's parameter sources, so an option the user
-    typed counts even when it equals the default; names the command does not have, or calls from
-    plain code, count as given when their value is not None.
-    """
-    ctx = ctx if ctx is not None else click.get_current_context(silent=True)
-    params = {p.name for p in ctx.command.params} if ctx is not None else set()
-    given = set()
-    for name, value in values.items():
-        if name in params:
-            if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
-                given.add(name)
-        elif value is not None:
-            given.add(name)
-    return given
-
+from stylegan_unlearn.device import DEFAULT_DEVICE, DEVICE_HELP
+from stylegan_unlearn.errors import MissingDependencyError, OptionError
+from stylegan_unlearn.ranges import parse_int_ranges
 
 class IntRanges(click.ParamType):
     """click type for seed lists: '0-63', '3,17,40-45'."""
@@ -87,14 +50,20 @@ def error_line(err: BaseException) -> str:
 
 
 def one_line_errors(function: Callable) -> Callable:
-    """Decorate a click command's function: ValueError/OSError from the library become one-line errors."""
+    """Decorate a click command's function: the library's exceptions become one-line errors.
+
+    `OptionError` (options that do not fit together) becomes a usage error (exit status 2); any other
+    ValueError or OSError, or a `MissingDependencyError`, a one-line error (exit status 1).
+    """
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
         except click.ClickException:
             raise
-        except (ValueError, OSError) as err:
+        except OptionError as err:
+            raise click.UsageError(error_line(err)) from None
+        except (ValueError, OSError, MissingDependencyError) as err:
             raise click.ClickException(error_line(err)) from None
     return wrapper
 
@@ -108,7 +77,7 @@ def sampling_options(command):
                      show_default=True, help="Noise inputs; 'const' makes a seed's sample reproducible."),
         click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True,
                      help="Samples generated per batch."),
-        click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto."),
+        click.option("--device", default=DEFAULT_DEVICE, show_default=True, help=DEVICE_HELP),
     ]
     for option in reversed(options):
         command = option(command)

@@ -10,10 +10,10 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from stylegan_unlearn.params import GeneratorLike, unwrap
+from stylegan_unlearn.method.params import GeneratorLike, unwrap
+from stylegan_unlearn.pkl import load_networks
 
-__all__ = ["generator_tensors", "stored_tensors", "layout_difference", "load_pkl_network",
-           "check_adapted_networks"]
+__all__ = ["generator_tensors", "stored_tensors", "layout_difference", "check_adapted_networks"]
 
 Layout = Dict[str, Tuple[int, ...]]
 
@@ -69,20 +69,6 @@ def _is_url(path: str) -> bool:
     return "://" in path
 
 
-def load_pkl_network(path: str, key: str, option: str):
-    """Network `key` of the pkl at `path` (safe loader); one-sentence errors naming the option it came from."""
-    if not _is_url(path) and not os.path.isfile(path):
-        raise ValueError(f"{option} network '{path}' does not exist; pass the path of a network pkl")
-    from stylegan_unlearn.pkl import load_network_pkl
-    try:
-        network = load_network_pkl(path, safe=True).get(key)
-    except ValueError as err:  # truncated, corrupt or not a network pkl: say which option named it
-        raise ValueError(f"{option}: {err}") from None
-    if network is None:
-        raise ValueError(f"{option} network '{path}' has no {key}; pass a StyleGAN network pkl")
-    return network
-
-
 def check_adapted_networks(resume: str, adapted: Sequence[str], resume_G=None) -> None:
     """Raise ValueError unless `resume` exists and every adapted G_ema has the --resume G's architecture.
 
@@ -94,10 +80,10 @@ def check_adapted_networks(resume: str, adapted: Sequence[str], resume_G=None) -
             raise ValueError(f"--resume network '{resume}' does not exist; pass the path of a network pkl")
         return
     if resume_G is None:
-        resume_G = load_pkl_network(resume, "G", "--resume")
+        resume_G = load_networks(resume, ("G",), option="--resume", rebuilt=False)["G"]
     expected = stored_tensors(resume_G)
     for path in adapted:
-        found = stored_tensors(load_pkl_network(path, "G_ema", "--adapted"))
+        found = stored_tensors(load_networks(path, ("G_ema",), option="--adapted", rebuilt=False)["G_ema"])
         difference = layout_difference(expected, found, "the --resume network", "it")
         if difference:
             raise ValueError(f"--adapted network '{path}' is not of the --resume network's architecture "

@@ -1,6 +1,6 @@
 """The official Adapt-then-Unlearn recipe: what `--mode=adapt` and `--mode=unlearn` use by default.
 
-One table serves both front doors, our `train.py` (`stylegan_unlearn.train_cli`) and the blocks that
+One table serves both front doors, our `train.py` (`stylegan_unlearn.training`) and the blocks that
 `stylegan-unlearn patch` adds to a reference `train.py` (`patches.recipe_args`), so the two cannot
 drift apart. Each `Setting` is one thing the official code fixes where the reference StyleGAN
 defaults differ (shared/docs/paper-and-official-code.md §2.5, §3.4 and §8.4), with its value per

@@ -1,9 +1,14 @@
-"""Images from a generator over a fixed seed list, in batches.
+"""Seeds: the one convention from a seed to a latent, a label and an image.
 
-Seed → latent exactly as the reference `generate.py`: z = `np.random.RandomState(seed).randn(1, z_dim)`,
-so a seed names the same image in `generate`, `collect`, `evaluate` and `report`, and the same seed
-on two networks gives a same-latent before/after pair. For conditional networks every seed gets
-the class `class_idx`, or, when none is given, class `seed % c_dim`.
+Every command maps a seed the same way (`generate`, `collect`, `evaluate`, `report`, the MNIST tools):
+  * latent: z = `np.random.RandomState(seed).randn(1, z_dim)`, as the reference `generate.py` draws it,
+    so seed numbers mean the same images in both tools, and the same seed on two networks gives a
+    same-latent before/after pair;
+  * label (conditional networks): the one-hot class `class_idx` when one is given, otherwise class
+    `seed % c_dim`; unconditional networks take no class;
+  * image: G(z, c, truncation_psi, noise_mode='const' by default) in batches, then `images.quantize`
+    (x·127.5 + 128, clamped, truncated to uint8), as the reference metrics and generate.py do.
+Seed lists ('0-63,70') are parsed and written by `stylegan_unlearn.ranges`.
 """
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -12,8 +17,8 @@ import torch
 
 from stylegan_unlearn.images import check_finite_images
 
-__all__ = ["seed_latents", "seed_classes", "seed_labels", "generate_images", "quantize", "generate_all"]
-
+__all__ = ["seed_latents", "seed_classes", "seed_labels",
+           "generate_images", "generate_all"]
 
 def seed_latents(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
     """float32 [N, z_dim] latents, one per seed, as the reference generate.py draws them."""
@@ -42,15 +47,6 @@ def seed_labels(seeds: Sequence[int], c_dim: int, class_idx: Optional[int] = Non
         if cls is not None:
             labels[i, cls] = 1
     return labels
-
-
-def quantize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 NCHW from [−1, 1] floats exactly as the reference metrics do: (x·127.5 + 128) clamped, truncated.
-
-    Refuses (ValueError) NaN/Inf values, which would otherwise become black pixels.
-    """
-    check_finite_images(images.detach())
-    return (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
 @torch.no_grad()

@@ -36,7 +36,7 @@ import torch
 from torch.func import functional_call, jacrev, vmap
 
 from stylegan_unlearn import fileio
-from stylegan_unlearn.params import GeneratorLike, select_params, unwrap
+from stylegan_unlearn.method.params import GeneratorLike, select_params, unwrap
 
 __all__ = ["compute_fisher", "save_fisher", "load_fisher", "load_or_compute_fisher", "minibatch_group_size",
            "FISHER_FORMAT"]

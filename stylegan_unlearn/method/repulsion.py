@@ -6,7 +6,7 @@ negative networks:
   * ``nl2`` (negative ℓ2):          −w · d        (unbounded below: rely on short runs)
   * ``el2`` (exponential neg. ℓ2):  w · exp(−α · d)
 
-Default weights and α depend on the distance they are applied to (`stylegan_unlearn.params`):
+Default weights and α depend on the distance they are applied to (`stylegan_unlearn.method.params`):
   * with ``official`` (and ``tensor-mean``) they are the official code's: EL2 uses its hard-coded
     weight 100 with the command-line "gamma" acting as α = 1 (MNIST run file), NL2 weight 1, IL2
     weight 10. With ``--distance official`` this reproduces the official effective strength at every K.
@@ -20,12 +20,14 @@ from typing import Callable, Dict, Optional
 
 import torch
 
+from stylegan_unlearn.method import options
+
 __all__ = ["REPULSION_FORMS", "DEFAULT_FORM", "DEFAULT_DISTANCE", "DEFAULT_WEIGHTS", "DEFAULT_ALPHA",
            "OFFICIAL_WEIGHTS", "OFFICIAL_ALPHA", "RELATIVE_WEIGHTS", "RELATIVE_ALPHA", "default_weight",
            "default_alpha", "il2", "nl2", "el2", "repulsion_term", "check_settings"]
 
 DEFAULT_FORM = "el2"
-DEFAULT_DISTANCE = "relative"
+DEFAULT_DISTANCE: str = options.default("distance")  # the one option table's
 OFFICIAL_WEIGHTS: Dict[str, float] = {"il2": 10.0, "nl2": 1.0, "el2": 100.0}
 OFFICIAL_ALPHA = 1.0
 RELATIVE_WEIGHTS: Dict[str, float] = {"il2": 1.0, "nl2": 0.1, "el2": 10.0}
