@@ -28,42 +28,37 @@ from stylegan_unlearn.mnist import pipeline  # noqa: E402
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 # The bundled model was trained with R1 γ 1 and DiffAugment on everything D sees, without path length or
-# style mixing; every row keeps path length and style mixing off (see pipeline.MNIST_TRAIN_ARGS).
-COMMON = ["--pl-weight", "0", "--style-mixing", "0", "--workers", "0", "--device", "cpu"]
+# style mixing; every row keeps path length and style mixing off (see pipeline.MODEL_OPTIONS).
+COMMON = dict(pl_weight=0.0, style_mixing=0.0, workers=0)
 STAGE1 = {
-    "official": [],  # the recipe: R1 γ 10, no augmentation, λ 5e8
-    "gamma1": ["--gamma", "1"],  # the pretrained model's own R1 γ
-    "gamma1-lambda0": ["--gamma", "1", "--ewc-lambda", "0"],  # no EWC at all
+    "official": {},  # the recipe: R1 γ 10, no augmentation, λ 5e8
+    "gamma1": dict(gamma=1.0),  # the pretrained model's own R1 γ
+    "gamma1-lambda0": dict(gamma=1.0, ewc_lambda=0.0),  # no EWC at all
 }
-STAGE2_BASE = ["--gamma", "1", "--aug", "fixed", "--p", "1", "--augpipe", "translation,cutout,color"]
+STAGE2_BASE = dict(gamma=1.0, aug="fixed", p=1.0, augpipe="translation,cutout,color")
 STAGE2 = {
-    "finetune": ["--repulsion-weight", "0"],
-    "official-el2": ["--distance", "official", "--repulsion", "el2", "--repulsion-weight", "100", "--alpha", "1"],
-    "tensor-mean-el2": ["--distance", "tensor-mean", "--repulsion", "el2", "--repulsion-weight", "100",
-                        "--alpha", "1"],
-    "relative-el2-a1-w1": ["--distance", "relative", "--repulsion", "el2", "--repulsion-weight", "1", "--alpha", "1"],
-    "relative-el2-a1-w10": ["--distance", "relative", "--repulsion", "el2", "--repulsion-weight", "10",
-                            "--alpha", "1"],
-    "relative-el2-a0.1-w10": ["--distance", "relative", "--repulsion", "el2", "--repulsion-weight", "10",
-                              "--alpha", "0.1"],
-    "relative-el2-a0.05-w20": ["--distance", "relative", "--repulsion", "el2", "--repulsion-weight", "20",
-                               "--alpha", "0.05"],
-    "relative-el2-a0.1-w30": ["--distance", "relative", "--repulsion", "el2", "--repulsion-weight", "30",
-                              "--alpha", "0.1"],
-    "relative-nl2-w1": ["--distance", "relative", "--repulsion", "nl2", "--repulsion-weight", "1"],
-    "relative-nl2-w0.1": ["--distance", "relative", "--repulsion", "nl2", "--repulsion-weight", "0.1"],
-    "relative-nl2-w0.3": ["--distance", "relative", "--repulsion", "nl2", "--repulsion-weight", "0.3"],
-    "relative-il2-w1": ["--distance", "relative", "--repulsion", "il2", "--repulsion-weight", "1"],
-    "relative-il2-w3": ["--distance", "relative", "--repulsion", "il2", "--repulsion-weight", "3"],
+    "finetune": dict(repulsion_weight=0.0),
+    "official-el2": dict(distance="official", repulsion="el2", repulsion_weight=100.0, alpha=1.0),
+    "tensor-mean-el2": dict(distance="tensor-mean", repulsion="el2", repulsion_weight=100.0, alpha=1.0),
+    "relative-el2-a1-w1": dict(distance="relative", repulsion="el2", repulsion_weight=1.0, alpha=1.0),
+    "relative-el2-a1-w10": dict(distance="relative", repulsion="el2", repulsion_weight=10.0, alpha=1.0),
+    "relative-el2-a0.1-w10": dict(distance="relative", repulsion="el2", repulsion_weight=10.0, alpha=0.1),
+    "relative-el2-a0.05-w20": dict(distance="relative", repulsion="el2", repulsion_weight=20.0, alpha=0.05),
+    "relative-el2-a0.1-w30": dict(distance="relative", repulsion="el2", repulsion_weight=30.0, alpha=0.1),
+    "relative-nl2-w1": dict(distance="relative", repulsion="nl2", repulsion_weight=1.0),
+    "relative-nl2-w0.1": dict(distance="relative", repulsion="nl2", repulsion_weight=0.1),
+    "relative-nl2-w0.3": dict(distance="relative", repulsion="nl2", repulsion_weight=0.3),
+    "relative-il2-w1": dict(distance="relative", repulsion="il2", repulsion_weight=1.0),
+    "relative-il2-w3": dict(distance="relative", repulsion="il2", repulsion_weight=3.0),
 }
 
 
-def _run(mode: str, outdir: str, args: List[str], log) -> str:
+def _run(mode: str, outdir: str, options: Dict, log) -> str:
     """One cached training (child process); returns its run directory."""
     finals = sorted(glob.glob(os.path.join(outdir, "*", "final.json")))
     if not finals:
         settings = pipeline.Settings(threads=1)
-        pipeline.train(mode, outdir, args, settings, log=log)
+        pipeline.train(mode, outdir, options, settings, log=log)
         finals = sorted(glob.glob(os.path.join(outdir, "*", "final.json")))
     return os.path.dirname(finals[-1])
 
@@ -76,23 +71,32 @@ def _snapshots(run_dir: str) -> List[str]:
     return sorted(glob.glob(os.path.join(run_dir, "network-snapshot-*.pkl")), key=_kimg)
 
 
-def stage1_row(name: str, args: List[str], network: str, negatives: str, digit: int, workdir: str, log) -> Dict:
+def stage1_row(name: str, args: Dict, network: str, negatives: str, digit: int, workdir: str, log) -> Dict:
     run_dir = _run("adapt", os.path.join(workdir, f"stage1-{name}"),
-                   ["--data", negatives, "--resume", network, "--snap", "5", *COMMON, *args], log)
+                   dict(data=negatives, resume=network, snap=5, **COMMON, **args), log)
     trajectory = [dict(kimg=_kimg(p), share=round(pipeline.adapted_share(p, digit), 4)) for p in _snapshots(run_dir)]
     return dict(name=name, args=args, run_dir=run_dir, network=_snapshots(run_dir)[-1], trajectory=trajectory,
                 share=trajectory[-1]["share"])
 
 
-def stage2_row(name: str, args: List[str], network: str, positives: str, adapted: str, digit: int, workdir: str,
+def stage2_row(name: str, args: Dict, network: str, positives: str, adapted: str, digit: int, workdir: str,
                reference: str, eval_seeds: str, log) -> Dict:
     run_dir = _run("unlearn", os.path.join(workdir, f"stage2-{name}"),
-                   ["--data", positives, "--resume", network, "--adapted", adapted, "--snap", "2", *COMMON,
-                    *STAGE2_BASE, *args], log)
+                   dict(data=positives, resume=network, adapted=[adapted], snap=2, **COMMON,
+                        **dict(STAGE2_BASE, **args)), log)
     snaps = _snapshots(run_dir)
     settings = pipeline.Settings(digit=digit, eval_seeds=eval_seeds)
     networks = [("original", network)] + [(f"kimg{_kimg(p):g}", p) for p in snaps if _kimg(p) > 0]
-    summary = pipeline.evaluate(networks, settings, reference, os.path.join(run_dir, "eval"))
+    summary_path = os.path.join(run_dir, "eval", "summary.json")
+    summary = None
+    if os.path.isfile(summary_path):  # an earlier invocation evaluated these very networks on these seeds
+        with open(summary_path) as f:
+            summary = json.load(f)
+        if ([r["name"] for r in summary["networks"]] != [n for n, _ in networks]
+                or summary.get("num_samples") != len(parse_int_ranges(eval_seeds))):
+            summary = None
+    if summary is None:
+        summary = pipeline.evaluate(networks, settings, reference, os.path.join(run_dir, "eval"))
     original = pipeline.result_row(summary, "original", digit)
     trajectory = []
     for label, path in networks[1:]:
@@ -104,23 +108,29 @@ def stage2_row(name: str, args: List[str], network: str, positives: str, adapted
                 trajectory=trajectory)
 
 
+def _flags(options: Dict) -> str:
+    """Options as the command-line flags they stand for, e.g. `--repulsion-weight 10`."""
+    return " ".join(f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+                    for k, v in options.items())
+
+
 def markdown(result: Dict) -> str:
     lines = ["# MNIST ablations (digit {digit})".format(**result), "",
              f"Generator: `{result['network_note']}`. Judge: the bundled LeNet. Stage 1: 100 negatives, 32 kimg. "
              f"Stage 2: {result['positives']} positives, 16 kimg, K = 1, θ_N = Stage 1 row "
-             f"`{result['stage2_theta']}`; common Stage 2 options `{' '.join(STAGE2_BASE)}`; PUL and FID on "
+             f"`{result['stage2_theta']}`; common Stage 2 options `{_flags(STAGE2_BASE)}`; PUL and FID on "
              f"{result['num_eval_samples']} fixed seeds (FID in judge features vs real digits without the class).",
              "", "## Stage 1: share of the digit among θ_N's samples", "",
              "| row | options | 8 kimg | 16 kimg | 24 kimg | 32 kimg |", "|---|---|---:|---:|---:|---:|"]
     for row in result["stage1"]:
         shares = {round(t["kimg"]): t["share"] for t in row["trajectory"]}
         cells = " | ".join(f"{shares[k]:.1%}" if k in shares else "–" for k in (8, 16, 24, 32))
-        lines.append(f"| {row['name']} | `{' '.join(row['args']) or '(recipe defaults)'}` | {cells} |")
+        lines.append(f"| {row['name']} | `{_flags(row['args']) or '(recipe defaults)'}` | {cells} |")
     lines += ["", "## Stage 2: PUL % / FID ratio to the pretrained model", "",
               "| row | options | PUL % (16 kimg) | FID ratio | along the run (kimg: PUL/ratio) |", "|---|---|---:|---:|---|"]
     for row in result["stage2"]:
         along = ", ".join(f"{t['kimg']:g}: {t['pul']:.0f}/{t['fid_ratio']:.2f}" for t in row["trajectory"])
-        lines.append(f"| {row['name']} | `{' '.join(row['args'])}` | {row['pul']:.1f} | {row['fid_ratio']:.2f} | {along} |")
+        lines.append(f"| {row['name']} | `{_flags(row['args'])}` | {row['pul']:.1f} | {row['fid_ratio']:.2f} | {along} |")
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,7 @@ For each digit: collect the generator's samples of seeds 0-4999 with the judge (
 K = 5 disjoint sets of 80, one per adapted model; positives = the rest), adapt θ_N^1..5 for 32 kimg
 each, then build every method of the grid:
   * atu-el2 (K = 1 and 5), atu-nl2, atu-il2 (K = 5) — Adapt-then-Unlearn Stage 2, 16 kimg, with the
-    train command's default distance and weights (relative distance, see `stylegan_unlearn.repulsion`);
+    train command's default distance and weights (relative distance, see `stylegan_unlearn.method.repulsion`);
   * atu-el2-official (K = 5) — the same with `--distance official` and the official weights, i.e. the
     official code's effective repulsion strength;
   * extrapolation (K = 1 and 5) — θ_G + γ(θ_G − mean θ_N), γ = 1, no training;

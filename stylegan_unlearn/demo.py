@@ -107,4 +107,7 @@ def demo_command(digit: int, fast: bool, outdir: str, network: Optional[str], th
     \b
     stylegan-unlearn demo --digit 1 --outdir demo-out
     """
-    run_demo(digit, fast, outdir, network=network, threads=threads)
+    try:
+        run_demo(digit, fast, outdir, network=network, threads=threads)
+    except RuntimeError as err:  # a training step failed; its log file is named in the message
+        raise click.ClickException(str(err)) from None

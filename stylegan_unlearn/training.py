@@ -523,11 +523,12 @@ def run_training(opts: dnnlib.EasyDict, given: Optional[Collection[str]] = None)
 
 
 def training_options(**options: Any) -> dnnlib.EasyDict:
-    """Every option of `DEFAULTS`, with `options` (named as the command's: `mode`, `data`, `resume`, ...) set."""
+    """Every option of `DEFAULTS`, with `options` (named as the command's: `mode`, `data`, `resume`, ...) set;
+    an option given as None keeps its default."""
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
         raise UserError(f"unknown training option(s) {', '.join(unknown)}; see `stylegan-unlearn train --help`")
-    opts = dnnlib.EasyDict(DEFAULTS, **options)
+    opts = dnnlib.EasyDict(DEFAULTS, **{name: value for name, value in options.items() if value is not None})
     opts.adapted = [str(path) for path in (opts.adapted or ())]
     return opts
 

@@ -1,33 +1,40 @@
-"""Adapt-then-Unlearn on the bundled MNIST generator, composed from the project's own commands.
+"""Adapt-then-Unlearn on the bundled MNIST generator, composed from the project's library functions.
 
-Every step is the command a user would run: `collect` (the judge as a classifier with target class =
-the digit), `train --mode=adapt` (EWC, one run per adapted model), `train --mode=unlearn`
-(repulsion), `train --mode=extrapolate`, `evaluate` and `report`. Training runs in child processes,
-as `stylegan-unlearn train` keeps process-wide state; the other commands run in this process.
-The demo and `benchmarks/mnist_unlearn.py` share this module.
+Each step is what the matching command does, called as a function: collect the generator's samples
+with the judge (`samples.collect_to_zips`; negatives = the digit, split into one set per adapted
+model), adapt K copies with EWC and unlearn with repulsion (`training.train`, each training in a
+child process of its own so that several run side by side and none shares process-wide state),
+extrapolate, evaluate (`evaluate.evaluate_networks`) and report (`report.write_report`). The demo,
+`benchmarks/mnist_unlearn.py` and `benchmarks/mnist_ablations.py` share this module.
 
-FIDs here are computed in the judge's 128-d penultimate feature space (the `--detector` is the
-bundled judge), against the real digits without the unlearned class; they are not Inception FIDs.
+FIDs here are computed in the judge's 128-d penultimate feature space (the detector is the bundled
+judge), against the real digits without the unlearned class; they are not Inception FIDs.
 """
-import glob
 import json
+import multiprocessing
 import os
-import subprocess
-import sys
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-import click
+import torch
 
+from stylegan_unlearn import training
+from stylegan_unlearn.evaluate import evaluate_networks
+from stylegan_unlearn.mnist.coverage import digit_shares, generator_digits, judge_outputs
 from stylegan_unlearn.mnist.data import write_mnist_dataset_zip
+from stylegan_unlearn.mnist.judge import load_judge
+from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks
+from stylegan_unlearn.ranges import parse_int_ranges
+from stylegan_unlearn.report import write_report
+from stylegan_unlearn.samples import collect_to_zips
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 BUNDLED_GENERATOR = ASSETS / "mnist_generator.pkl"
 BUNDLED_JUDGE = ASSETS / "mnist_judge.pt"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DIGIT_NAMES = ",".join(str(d) for d in range(10))
 
 
@@ -37,9 +44,9 @@ DIGIT_NAMES = ",".join(str(d) for d in range(10))
 # (its discriminator has only ever seen augmented images); Stage 1 trains without augmentation, like the
 # official recipe, so that D memorises the few negatives and θ_N makes mostly the digit
 # (benchmarks/results/mnist_ablations_digit1.md: 89 % at 32 kimg with γ 1, 85 % with γ 10).
-MODEL_TRAIN_ARGS = ["--pl-weight", "0", "--style-mixing", "0"]
-ADAPT_TRAIN_ARGS = ["--gamma", "1"]
-UNLEARN_TRAIN_ARGS = ["--gamma", "1", "--aug", "fixed", "--p", "1", "--augpipe", "translation,cutout,color"]
+MODEL_OPTIONS: Dict[str, Any] = dict(pl_weight=0.0, style_mixing=0.0)
+ADAPT_OPTIONS: Dict[str, Any] = dict(gamma=1.0)
+UNLEARN_OPTIONS: Dict[str, Any] = dict(gamma=1.0, aug="fixed", p=1.0, augpipe="translation,cutout,color")
 
 
 @dataclass
@@ -67,17 +74,17 @@ class Settings:
     seed: int = 0
     threads: int = 1
     jobs: int = 1  # trainings run at once (each its own process)
-    model_train_args: List[str] = field(default_factory=lambda: list(MODEL_TRAIN_ARGS))
-    adapt_train_args: List[str] = field(default_factory=lambda: list(ADAPT_TRAIN_ARGS))
-    unlearn_train_args: List[str] = field(default_factory=lambda: list(UNLEARN_TRAIN_ARGS))
+    model_options: Dict[str, Any] = field(default_factory=lambda: dict(MODEL_OPTIONS))  # training options, both stages
+    adapt_options: Dict[str, Any] = field(default_factory=lambda: dict(ADAPT_OPTIONS))
+    unlearn_options: Dict[str, Any] = field(default_factory=lambda: dict(UNLEARN_OPTIONS))
 
     def check(self) -> None:
         if not 0 <= self.digit <= 9:
-            raise click.BadParameter(f"the digit must be between 0 and 9, got {self.digit}")
+            raise ValueError(f"the digit must be between 0 and 9, got {self.digit}")
         if self.adapt_kimg <= 0 or self.unlearn_kimg <= 0 or self.batch < 1:
-            raise click.BadParameter("kimg values must be positive and the batch at least 1")
+            raise ValueError("kimg values must be positive and the batch at least 1")
         if self.k < 1 or self.jobs < 1:
-            raise click.BadParameter(f"the number of adapted models and of jobs must be at least 1, got {self.k}, "
+            raise ValueError(f"the number of adapted models and of jobs must be at least 1, got {self.k}, "
                                      f"{self.jobs}")
 
 
@@ -85,10 +92,10 @@ def check_assets(network: Optional[str] = None) -> str:
     """Path of the generator to unlearn from; a clear error when the bundled files are missing."""
     path = Path(network) if network else BUNDLED_GENERATOR
     if not path.is_file():
-        raise click.ClickException(f"generator pkl '{path}' not found; reinstall stylegan-unlearn (it ships "
-                                   "stylegan_unlearn/assets/mnist_generator.pkl) or pass --network PKL")
+        raise FileNotFoundError(f"generator pkl '{path}' not found; reinstall stylegan-unlearn (it ships "
+                                "stylegan_unlearn/assets/mnist_generator.pkl) or pass --network PKL")
     if not BUNDLED_JUDGE.is_file():
-        raise click.ClickException(f"the MNIST judge '{BUNDLED_JUDGE}' is missing; reinstall stylegan-unlearn")
+        raise FileNotFoundError(f"the MNIST judge '{BUNDLED_JUDGE}' is missing; reinstall stylegan-unlearn")
     return str(path)
 
 
@@ -100,62 +107,63 @@ def write_reference(outdir: str, digit: int) -> str:
     return path
 
 
-def _cli(command: click.Command, args: Sequence) -> None:
-    command.main(args=[str(a) for a in args], prog_name=f"stylegan-unlearn {command.name}", standalone_mode=False)
-
-
 def collect(network: str, settings: Settings, outdir: str) -> Dict:
-    """`stylegan-unlearn collect` with the judge; returns collect.json (negatives = the digit)."""
-    from stylegan_unlearn.commands.collect import collect_command
-    splits = ["--splits", settings.k]
-    if settings.negatives_per_model is not None:
-        splits += ["--negatives-per-split", settings.negatives_per_model]
-    _cli(collect_command, ["--network", network, "--seeds", settings.collect_seeds, "--classifier", BUNDLED_JUDGE,
-                           "--target-class", settings.digit, "--outdir", outdir, "--device", "cpu",
-                           "--batch", 100, *splits])
-    with open(os.path.join(outdir, "collect.json")) as f:
-        summary = json.load(f)
+    """The generator's samples of `collect_seeds`, split by the judge (negatives = the digit, in K sets); collect.json."""
+    summary = collect_to_zips(network, outdir, seeds=parse_int_ranges(settings.collect_seeds),
+                              classifier=str(BUNDLED_JUDGE), target_class=settings.digit, splits=settings.k,
+                              negatives_per_split=settings.negatives_per_model, batch_size=100, device="cpu",
+                              log=lambda *_: None)
     if not summary["negatives"]["count"]:
-        raise click.ClickException(f"the generator made no digit {settings.digit} among seeds "
-                                   f"{settings.collect_seeds}; nothing to unlearn")
+        raise ValueError(f"the generator made no digit {settings.digit} among seeds {settings.collect_seeds}; "
+                         "nothing to unlearn")
     return summary
 
 
-def train(mode: str, outdir: str, args: Sequence, settings: Settings, log=None) -> str:
-    """Run `stylegan-unlearn train --mode=MODE` in a child process; returns the network it produced."""
-    os.makedirs(outdir, exist_ok=True)
-    command = [sys.executable, "-m", "stylegan_unlearn", "train", "--mode", mode, "--outdir", outdir,
-               "--device", "cpu", *[str(a) for a in args]]
-    env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
-    log_path = os.path.join(outdir, f"{mode}.log")
-    started = time.time()
+def _train_in_child(options: Dict[str, Any], log_path: str, threads: int) -> None:
+    """Child-process body: one `training.train` with its output in `log_path`; exit 1 on any error."""
     with open(log_path, "a") as log_file:
-        log_file.write("$ " + " ".join(command) + "\n")
-        log_file.flush()
-        result = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    if result.returncode != 0:
+        os.dup2(log_file.fileno(), 1)
+        os.dup2(log_file.fileno(), 2)
+    torch.set_num_threads(threads)
+    try:
+        training.train(**options)
+    except BaseException:
+        traceback.print_exc()
+        raise SystemExit(1)
+
+
+def train(mode: str, outdir: str, options: Dict[str, Any], settings: Settings,
+          log: Optional[Callable[[str], None]] = None) -> str:
+    """One `training.train(mode=MODE, ...)` in a child process; returns the network it produced."""
+    os.makedirs(outdir, exist_ok=True)
+    options = dict(options, mode=mode, outdir=outdir, device="cpu")
+    log_path = os.path.join(outdir, f"{mode}.log")
+    with open(log_path, "a") as log_file:
+        log_file.write("training.train(" + json.dumps(options, default=str) + ")\n")
+    started = time.time()
+    child = multiprocessing.get_context("spawn").Process(target=_train_in_child,
+                                                         args=(options, log_path, settings.threads))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
         with open(log_path) as f:
-            tail = "".join(f.readlines()[-15:])
-        raise click.ClickException(f"train --mode={mode} failed (exit {result.returncode}); see {log_path}:\n{tail}")
+            last = [line.strip() for line in f if line.strip()][-1:] or ["(no output)"]
+        raise RuntimeError(f"training --mode={mode} failed (exit {child.exitcode}): {last[0]}; see {log_path}")
     if log:
         log(f"  {mode}: {time.time() - started:.0f} s")
-    if mode == "extrapolate":
-        found = sorted(glob.glob(os.path.join(outdir, "*", "*.pkl")))
-    else:
-        finals = sorted(glob.glob(os.path.join(outdir, "*", "final.json")))
-        found = [json.load(open(finals[-1]))["last_snapshot"]] if finals else []
-    if not found or not found[-1]:
-        raise click.ClickException(f"train --mode={mode} finished without a network in {outdir}")
-    return found[-1]
+    runs = sorted(d for d in os.listdir(outdir) if os.path.isdir(os.path.join(outdir, d)))
+    if not runs:
+        raise RuntimeError(f"training --mode={mode} finished without a run directory in {outdir}")
+    return training.trained_network(os.path.join(outdir, runs[-1]))
 
 
-def _common_train_args(settings: Settings, kimg: float) -> List:
-    """Arguments for both stages: length, batch, the model's own training settings, one snapshot at the end."""
-    tick = max(kimg / 4, 0.016)
-    ema = ["--ema-kimg", f"{settings.ema_kimg:g}"] if settings.ema_kimg is not None else []
-    return ["--batch", settings.batch, "--kimg", kimg, "--tick", f"{tick:g}", "--snap", 1000, "--workers", 0,
-            "--seed", settings.seed, *ema, *settings.model_train_args]
+def _common_options(settings: Settings, kimg: float) -> Dict[str, Any]:
+    """Options of both stages: length, batch, the model's own training settings, one snapshot at the end."""
+    options = dict(batch=settings.batch, kimg=kimg, tick=max(kimg / 4, 0.016), snap=1000, workers=0,
+                   seed=settings.seed, **settings.model_options)
+    if settings.ema_kimg is not None:
+        options["ema_kimg"] = settings.ema_kimg
+    return options
 
 
 def negatives_split(samples_dir: str, index: int) -> str:
@@ -165,10 +173,10 @@ def negatives_split(samples_dir: str, index: int) -> str:
 
 def adapt(network: str, negatives_zip: str, settings: Settings, outdir: str, index: int = 0, log=None) -> str:
     """Stage 1: one EWC-adapted model θ_N (seed offset by `index`, so K models differ)."""
-    args = ["--data", negatives_zip, "--resume", network, "--fisher-samples", settings.fisher_samples,
-            *_common_train_args(settings, settings.adapt_kimg), *settings.adapt_train_args]
-    args[args.index("--seed") + 1] = settings.seed + index
-    return train("adapt", outdir, args, settings, log)
+    options = dict(_common_options(settings, settings.adapt_kimg), data=negatives_zip, resume=network,
+                   fisher_samples=settings.fisher_samples, **settings.adapt_options)
+    options["seed"] = settings.seed + index
+    return train("adapt", outdir, options, settings, log)
 
 
 def adapt_models(network: str, samples_dir: str, settings: Settings, root: str, log=None) -> List[str]:
@@ -183,25 +191,16 @@ def adapt_models(network: str, samples_dir: str, settings: Settings, root: str, 
 def unlearn(network: str, positives_zip: str, adapted: Sequence[str], settings: Settings, outdir: str,
             log=None) -> str:
     """Stage 2: fine-tune θ_G on positives with repulsion from the adapted models."""
-    args = ["--data", positives_zip, "--resume", network, "--repulsion", settings.repulsion,
-            *_common_train_args(settings, settings.unlearn_kimg), *settings.unlearn_train_args]
-    for path in adapted:
-        args += ["--adapted", path]
-    if settings.distance is not None:
-        args += ["--distance", settings.distance]
-    if settings.repulsion_weight is not None:
-        args += ["--repulsion-weight", settings.repulsion_weight]
-    if settings.alpha is not None:
-        args += ["--alpha", settings.alpha]
-    return train("unlearn", outdir, args, settings, log)
+    options = dict(_common_options(settings, settings.unlearn_kimg), data=positives_zip, resume=network,
+                   adapted=list(adapted), repulsion=settings.repulsion, distance=settings.distance,
+                   repulsion_weight=settings.repulsion_weight, alpha=settings.alpha, **settings.unlearn_options)
+    return train("unlearn", outdir, options, settings, log)
 
 
 def extrapolate(network: str, adapted: Sequence[str], settings: Settings, outdir: str, log=None) -> str:
     """The parameter-space baseline θ_G + γ(θ_G − mean θ_N)."""
-    args = ["--resume", network, "--extrapolate-gamma", settings.extrapolate_gamma]
-    for path in adapted:
-        args += ["--adapted", path]
-    return train("extrapolate", outdir, args, settings, log)
+    options = dict(resume=network, adapted=list(adapted), extrapolate_gamma=settings.extrapolate_gamma)
+    return train("extrapolate", outdir, options, settings, log)
 
 
 LOW_ADAPTED_SHARE = 0.6  # θ_N should make mostly the digit; below this Stage 2 has little to repel from
@@ -209,9 +208,6 @@ LOW_ADAPTED_SHARE = 0.6  # θ_N should make mostly the digit; below this Stage 2
 
 def adapted_share(path: str, digit: int, num_samples: int = 1000) -> float:
     """Share of `digit` (judge arg-max) among `num_samples` fixed-seed samples of a network's G_ema."""
-    from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks
-    from stylegan_unlearn.mnist.coverage import digit_shares, generator_digits, judge_outputs
-    from stylegan_unlearn.mnist.judge import load_judge
     G = load_networks(path, NETWORK_KEYS)["G_ema"]
     predictions = judge_outputs(load_judge(), generator_digits(G, range(200000, 200000 + num_samples)))["pred"]
     return float(digit_shares(predictions)[digit])
@@ -230,23 +226,16 @@ def check_adapted(paths: Sequence[str], digit: int, log) -> List[float]:
 
 
 def evaluate(networks: Sequence[tuple], settings: Settings, reference: str, out: str) -> Dict:
-    """`stylegan-unlearn evaluate`: PUL (judge, target = digit), FID/KID in the judge's feature space vs
-    real digits without the class, and the share of every digit (judge arg-max)."""
-    from stylegan_unlearn.commands.evaluate import evaluate_command
-    args = []
-    for name, path in networks:
-        args += ["--network", f"{name}={path}"]
-    args += ["--seeds", settings.eval_seeds, "--classifier", BUNDLED_JUDGE, "--target-class", settings.digit,
-             "--reference", reference, "--detector", BUNDLED_JUDGE, "--attributes", BUNDLED_JUDGE,
-             "--attribute-names", DIGIT_NAMES, "--kid-subset-size", 100, "--kid-subsets", 20, "--batch", 100,
-             "--device", "cpu", "--out", out]
-    _cli(evaluate_command, args)
-    with open(os.path.join(out, "summary.json")) as f:
-        return json.load(f)
+    """PUL (judge, target = digit), FID/KID in the judge's feature space vs real digits without the class,
+    and the share of every digit (judge arg-max), for every network on the same seeds; the summary."""
+    judge = str(BUNDLED_JUDGE)
+    return evaluate_networks(list(networks), parse_int_ranges(settings.eval_seeds), out, classifier=judge,
+                             target_class=settings.digit, reference=reference, detector=judge, attributes=judge,
+                             attribute_names=DIGIT_NAMES, kid_subset_size=100, kid_subsets=20, batch_size=100,
+                             device="cpu", log=lambda *_: None)
 
 
 def report(eval_dir: str, out: str, extra: Sequence[tuple] = (), title: str = "MNIST unlearning") -> Dict:
-    from stylegan_unlearn.report import write_report
     seeds = list(range(100000, 100016))
     return write_report(eval_dir, out, extra_networks=list(extra), grid_seeds=seeds, title=title,
                         echo=lambda *_: None)
