@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""The README's "your own pkl" workflow, with default options and K = 1, on an MNIST pkl (not in CI; ~1 h on a CPU).
+
+Exactly the commands a user types (`stylegan-unlearn collect`, `python train.py --mode=adapt`, `python
+train.py --mode=unlearn`, `stylegan-unlearn evaluate`), each run as its own process with no option beyond
+the README's, and the bundled MNIST judge as the user's classifier. Meant for a pkl the project's defaults
+were not tuned on. Each step is skipped when its output exists, so the run can be continued.
+Results: benchmarks/results/mnist_readme_workflow.{json,md}.
+
+    python3 benchmarks/mnist_readme_workflow.py --network unseen.pkl --digit 1
+"""
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+from stylegan_unlearn.fileio import atomic_write_text  # noqa: E402
+from stylegan_unlearn.mnist import pipeline  # noqa: E402
+
+RESULTS_DIR = os.path.join(REPO_ROOT, "benchmarks", "results")
+GOALS = dict(adapted_share=0.60, pul=90.0, fid_ratio=1.5)
+
+
+def _run(command: List[str], log_path: str) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
+    with open(log_path, "a") as log:
+        log.write("$ " + " ".join(command) + "\n")
+        log.flush()
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])} failed (exit {result.returncode}); see {log_path}")
+
+
+def _final_snapshot(outdir: str) -> str:
+    finals = sorted(glob.glob(os.path.join(outdir, "*", "final.json")))
+    if not finals:
+        return ""
+    with open(finals[-1]) as f:
+        return json.load(f)["last_snapshot"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--network", required=True, help="the MNIST generator pkl")
+    parser.add_argument("--network-note", default="", help="how the pkl was made, for the results")
+    parser.add_argument("--digit", type=int, default=1)
+    parser.add_argument("--collect-seeds", default="0-1999")
+    parser.add_argument("--eval-seeds", default="100000-104999")
+    parser.add_argument("--workdir", default="runs/mnist-readme-workflow")
+    parser.add_argument("--results", default=RESULTS_DIR)
+    args = parser.parse_args()
+    work = os.path.abspath(os.path.join(args.workdir, f"digit{args.digit}"))
+    os.makedirs(work, exist_ok=True)
+    log = os.path.join(work, "commands.log")
+    judge = str(pipeline.BUNDLED_JUDGE)
+    cli = [sys.executable, "-m", "stylegan_unlearn"]
+    started = time.time()
+    times: Dict[str, float] = {}
+
+    data = os.path.join(work, "data")
+    if not os.path.isfile(os.path.join(data, "collect.json")):
+        t = time.time()
+        _run(cli + ["collect", "--network", args.network, "--seeds", args.collect_seeds, "--classifier", judge,
+                    "--target-class", str(args.digit), "--outdir", data], log)
+        times["collect"] = time.time() - t
+    adapted = _final_snapshot(os.path.join(work, "adapt"))
+    if not adapted:
+        t = time.time()
+        _run([sys.executable, "train.py", "--mode=adapt", f"--outdir={work}/adapt", f"--data={data}/negatives.zip",
+              f"--resume={args.network}"], log)
+        times["adapt"] = time.time() - t
+        adapted = _final_snapshot(os.path.join(work, "adapt"))
+    unlearned = _final_snapshot(os.path.join(work, "unlearn"))
+    if not unlearned:
+        t = time.time()
+        _run([sys.executable, "train.py", "--mode=unlearn", f"--outdir={work}/unlearn",
+              f"--data={data}/positives.zip", f"--resume={args.network}", f"--adapted={adapted}"], log)
+        times["unlearn"] = time.time() - t
+        unlearned = _final_snapshot(os.path.join(work, "unlearn"))
+    reference = pipeline.write_reference(work, args.digit)
+    evaluation = os.path.join(work, "eval")
+    if not os.path.isfile(os.path.join(evaluation, "summary.json")):
+        t = time.time()
+        _run(cli + ["evaluate", "--network", f"original={args.network}", "--network", f"adapted={adapted}",
+                    "--network", f"unlearned={unlearned}", "--seeds", args.eval_seeds, "--classifier", judge,
+                    "--target-class", str(args.digit), "--reference", reference, "--detector", judge,
+                    "--out", evaluation], log)
+        times["evaluate"] = time.time() - t
+    with open(os.path.join(evaluation, "summary.json")) as f:
+        summary = json.load(f)
+    rows = {name: pipeline.result_row(summary, name, args.digit) for name in ("original", "adapted", "unlearned")}
+    with open(os.path.join(data, "collect.json")) as f:
+        collected = json.load(f)
+    result = dict(network=os.path.abspath(args.network), network_note=args.network_note, digit=args.digit,
+                  negatives=collected["negatives"]["count"], positives=collected["positives"]["count"],
+                  num_eval_samples=summary["num_samples"], rows=rows,
+                  fid_ratio=rows["unlearned"]["fid"] / rows["original"]["fid"],
+                  adapted_fid_ratio=rows["adapted"]["fid"] / rows["original"]["fid"], goals=GOALS,
+                  seconds_this_invocation=round(time.time() - started, 1), step_seconds=times)
+    result["goals_met"] = dict(adapted_share=rows["adapted"]["digit_share"] >= GOALS["adapted_share"],
+                               pul=rows["unlearned"]["pul"] >= GOALS["pul"],
+                               fid_ratio=result["fid_ratio"] <= GOALS["fid_ratio"])
+    lines = [f"# README workflow, default options, K = 1 (digit {args.digit})", "",
+             f"Pkl: `{os.path.basename(args.network)}` — {args.network_note}", "",
+             f"Commands: see `{os.path.relpath(log, REPO_ROOT) if log.startswith(REPO_ROOT) else 'commands.log'}` "
+             f"(collect `--seeds {args.collect_seeds}` with the bundled judge: {result['negatives']} negatives, "
+             f"{result['positives']} positives; then train.py --mode=adapt / --mode=unlearn with no other option; "
+             f"evaluate on {result['num_eval_samples']} seeds, FID in judge features vs real digits without the class).",
+             "", "| network | digit share | PUL % | FID (judge) | FID / original |", "|---|---:|---:|---:|---:|"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | {row['digit_share']:.2%} | {row['pul']:.1f} | {row['fid']:.2f} | "
+                     f"{row['fid'] / rows['original']['fid']:.2f} |")
+    lines += ["", f"Goals: θ_N share ≥ {GOALS['adapted_share']:.0%}: {result['goals_met']['adapted_share']}; "
+              f"PUL ≥ {GOALS['pul']} %: {result['goals_met']['pul']}; FID ≤ {GOALS['fid_ratio']}×: "
+              f"{result['goals_met']['fid_ratio']}."]
+    os.makedirs(args.results, exist_ok=True)
+    atomic_write_text(os.path.join(args.results, "mnist_readme_workflow.json"), json.dumps(result, indent=2) + "\n")
+    atomic_write_text(os.path.join(args.results, "mnist_readme_workflow.md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
