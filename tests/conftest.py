@@ -1,11 +1,10 @@
 """Shared test fixtures: the golden vectors (in `tests/golden/`), tiny networks, and deterministic torch settings.
 
-The golden vectors ship with the tests, so a fresh clone passes its own test command. The environment
-variable `STYLEGAN_UNLEARN_GOLDEN` may point at another copy; a missing file fails loudly, never skips.
+The golden vectors ship with the tests, so a fresh clone passes its own test command; a missing file
+fails loudly, never skips.
 Tiny networks and the DDP stand-in live in `tiny.py` (imported by the tests that use them).
 """
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict
 
@@ -13,7 +12,7 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-GOLDEN_DIR = Path(os.environ.get("STYLEGAN_UNLEARN_GOLDEN") or Path(__file__).resolve().parent / "golden")
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 GOLDEN_FILES = (
     "ops.json", "ops.npz", "ops_sg3.json", "ops_sg3.npz", "persistence_tiny.npz", "persistence_tiny.pkl",
     "sg2_cond16.json", "sg2_cond16.npz", "sg2_cond16_layout.json", "sg2_uncond32.json", "sg2_uncond32.npz",
@@ -32,8 +31,7 @@ def golden_path(name: str) -> Path:
     """Path of golden file `name`; raises GoldenFileMissing (a failure, never a skip) when it is absent."""
     path = GOLDEN_DIR / name
     if not path.is_file():
-        where = "STYLEGAN_UNLEARN_GOLDEN" if os.environ.get("STYLEGAN_UNLEARN_GOLDEN") else "tests/golden/"
-        raise GoldenFileMissing(f"golden file {path} is missing (looked in {where}); restore it from the repository")
+        raise GoldenFileMissing(f"golden file {path} is missing; restore tests/golden/ from the repository")
     return path
 
 
@@ -48,7 +46,7 @@ def golden_dir() -> Path:
     missing = [name for name in GOLDEN_FILES if not (GOLDEN_DIR / name).is_file()]
     if missing:
         pytest.fail(f"golden files missing from {GOLDEN_DIR}: {', '.join(missing)}; restore tests/golden/ "
-                    "(or point STYLEGAN_UNLEARN_GOLDEN at a complete copy)")
+                    "from the repository")
     return GOLDEN_DIR
 
 

@@ -1,6 +1,6 @@
 """Own code: no project file reads as a transcription of the reference StyleGAN code.
 
-Runs the shared fingerprint checker (`../shared/tools/cleanroom.py`), which flags any run of 6+
+Runs the shared fingerprint checker (`tools/cleanroom.py` of the shared checkout beside the repository), which flags any run of 6+
 consecutive lines equal to reference lines and any file where more than 25 % of the lines are.
 `tests/standin_checkouts.py` is excluded on purpose: it reproduces the documented `train.py`
 anchor lines that the patcher looks for. Skipped where the shared checkout is absent.
