@@ -23,7 +23,7 @@ from standin_checkouts import TRAIN_PY, write_reference_environment
 from stylegan_unlearn.method.architecture import generator_tensors, stored_tensors
 from stylegan_unlearn.pkl import families, load_network_pkl
 from stylegan_unlearn.pkl.safe_unpickler import safe_load
-from tiny import RESOLUTION, tiny_networks, write_adapted, write_other_architecture, write_pretrained
+from tiny import RESOLUTION, tiny_networks, write_patch_pkls
 from torch_utils import misc
 from training_hooks.loss import PHASES
 
@@ -35,11 +35,7 @@ FLAGS = {"ada": ["--data", "data.zip"],
 
 @pytest.fixture(scope="module")
 def pkls(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pkls")
-    pre = write_pretrained(root / "pre.pkl")
-    write_adapted(root / "adapted.pkl", pre)
-    write_other_architecture(root / "other.pkl")
-    return root
+    return write_patch_pkls(tmp_path_factory.mktemp("pkls"))
 
 
 def _env():

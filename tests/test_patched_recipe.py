@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from patches import patcher
 from standin_checkouts import TRAIN_PY
 from stylegan_unlearn.method import recipe
-from tiny import write_adapted, write_other_architecture, write_pretrained
+from tiny import write_patch_pkls
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Options each stand-in needs in every run (stylegan3 requires --gpus, --batch and --gamma).
@@ -24,11 +24,7 @@ BASE = {"ada": ["--data", "data.zip"],
 
 @pytest.fixture(scope="module")
 def pkls(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pkls")
-    pre = write_pretrained(root / "pre.pkl")
-    write_adapted(root / "adapted.pkl", pre)
-    write_other_architecture(root / "other.pkl")
-    return root
+    return write_patch_pkls(tmp_path_factory.mktemp("pkls"))
 
 
 def checkout(tmp_path, flavour, patched=True):

@@ -111,3 +111,11 @@ def write_other_architecture(path: Path) -> Path:
     G, D = tiny_networks(3, channel_max=16, d_channel_max=8)
     save_network_pkl(str(path), dict(G=G, D=D, G_ema=G, augment_pipe=None, training_set_kwargs=None))
     return path
+
+
+def write_patch_pkls(root):
+    """pre.pkl (a pretrained tiny network), adapted.pkl (adapted from it) and other.pkl (another architecture)."""
+    pre = write_pretrained(root / "pre.pkl")
+    write_adapted(root / "adapted.pkl", pre)
+    write_other_architecture(root / "other.pkl")
+    return root
