@@ -149,14 +149,21 @@ def test_official_distance_is_the_official_codes_formula(k):
 
 
 def test_relative_distance_is_one_at_the_start_and_in_units_of_it():
+    """d = ‖θ − μ‖² / ‖θ_start − μ‖² with μ the mean of the anchors, written out; at K = 1 it is l2 / l2(start)."""
     gen = torch.Generator().manual_seed(0)
     start = [torch.randn(5, generator=gen), torch.randn(2, 2, generator=gen)]
     anchors = [[t + 0.1 * torch.randn(t.shape, generator=gen) for t in start] for _ in range(3)]
-    unit = P.distance(start, anchors, mode="l2").item()
+    centre = [torch.stack([a[i] for a in anchors]).mean(0) for i in range(len(start))]
+
+    def to_centre(params):
+        return sum(float(((p - c) ** 2).sum()) for p, c in zip(params, centre))
     assert P.distance(start, anchors, mode="relative", reference=start).item() == pytest.approx(1.0, rel=1e-6)
     moved = [t + 0.3 for t in start]
-    expected = P.distance(moved, anchors, mode="l2").item() / unit
+    expected = to_centre(moved) / to_centre(start)
     assert P.distance(moved, anchors, mode="relative", reference=start).item() == pytest.approx(expected, rel=1e-5)
+    one = anchors[:1]
+    expected_one = P.distance(moved, one, mode="l2").item() / P.distance(start, one, mode="l2").item()
+    assert P.distance(moved, one, mode="relative", reference=start).item() == pytest.approx(expected_one, rel=1e-5)
     with pytest.raises(ValueError, match="starting parameters"):
         P.distance(start, anchors, mode="relative")
     with pytest.raises(ValueError, match="coincide"):

@@ -64,8 +64,8 @@ OPTIONS: Tuple[MethodOption, ...] = (
     MethodOption("alpha", "float", "EL2 sharpness alpha in exp(-alpha*d)", stages=("unlearn",), loss_kwarg="alpha",
                  default_note="relative/l2 0.1; official/tensor-mean 1"),
     MethodOption("distance", "choice",
-                 "Parameter distance for the repulsion: relative = |theta-theta_N|^2 in units of its value at the "
-                 "start; l2 = the paper's sum of squares; tensor-mean = mean of per-tensor mean squares; official = "
+                 "Parameter distance for the repulsion: relative = |theta-mean theta_N|^2 in units of its value at "
+                 "the start; l2 = the paper's sum of squares; tensor-mean = mean of per-tensor mean squares; official = "
                  "the official code's d (K^2/2 x tensor-mean), whose default weights reproduce its strength",
                  stages=("unlearn",), default="relative", choices=("relative", "l2", "tensor-mean", "official"),
                  loss_kwarg="distance"),

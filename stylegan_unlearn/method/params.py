@@ -18,10 +18,12 @@ Distances (`distance`), against K ≥ 1 anchor parameter sets θ_N^1..θ_N^K, ov
   * ``'tensor-mean'`` — the official code's per-tensor normalisation, averaged over the K anchors:
     d = mean_k (1/P) Σ_p mean_elements (θ_p − θ_N,p^k)², so that every tensor weighs the same
     whatever its size.
-  * ``'relative'`` — the paper's ``'l2'`` measured in units of the starting distance:
-    d = mean_k ‖θ − θ_N^k‖² / mean_k ‖θ_start − θ_N^k‖², so d = 1 where unlearning starts (θ_G), for any
-    network size, K or parameter selection. EL2's α then says how many starting distances the push
-    lasts, and the per-element force follows how far Stage 1 moved each element.
+  * ``'relative'`` — the squared ℓ2 distance to the centre μ = mean_k θ_N^k of the adapted networks, in
+    units of its value where unlearning starts: d = ‖θ − μ‖² / ‖θ_start − μ‖², so d = 1 at θ_G for any
+    network size, K or parameter selection (at K = 1 it is the paper's ``'l2'`` over its starting value;
+    for K > 1 it leaves out the anchors' spread, a constant that would only weaken the push). EL2's α
+    then says how many starting distances the push lasts, and the per-element force follows how far
+    Stage 1 moved each element on average.
   * ``'official'`` — exactly the official code's d: (K/2)·(1/P)·Σ_p Σ_k mean_elements (θ_p − θ_N,p^k)²,
     which is K²/2 × ``tensor-mean`` (½ at K = 1, 12.5 at its K = 5). Its weights and α (EL2 weight 100
     with α = 1 in the official MNIST runs) mean what they meant there only with this distance.
@@ -172,13 +174,13 @@ class AnchorSet:
         if mode == "relative":
             if reference is None:
                 raise ValueError("the 'relative' distance needs the starting parameters (reference=...)")
+            self.spread = 0.0
             with torch.no_grad():
                 unit = float(self.distance(reference))
             if not unit > 0:
-                raise ValueError("the starting parameters coincide with the adapted networks; the 'relative' "
-                                 "distance has no unit (pass networks made by --mode=adapt)")
+                raise ValueError("the starting parameters coincide with the centre of the adapted networks; the "
+                                 "'relative' distance has no unit (pass networks made by --mode=adapt)")
             self.weights = [w / unit for w in self.weights]
-            self.spread /= unit
             self.unit = unit
 
     def distance(self, params: Sequence[torch.Tensor]) -> torch.Tensor:
