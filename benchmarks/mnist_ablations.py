@@ -150,7 +150,7 @@ def main() -> None:
     workdir = os.path.join(args.workdir, f"digit{args.digit}")
     os.makedirs(workdir, exist_ok=True)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
-    settings = pipeline.Settings(digit=args.digit, collect_seeds="0-4999")
+    settings = pipeline.Settings(digit=args.digit, collect_seeds="0-4999", k=1)  # one θ_N per Stage 1 row
     samples = os.path.join(workdir, "samples")
     if not os.path.isfile(os.path.join(samples, "collect.json")):
         settings.negatives_per_model = 100

@@ -256,6 +256,8 @@ def main() -> None:
     parser.add_argument("--adapt-kimg", type=float, default=pipeline.Settings.adapt_kimg)
     parser.add_argument("--unlearn-kimg", type=float, default=pipeline.Settings.unlearn_kimg)
     parser.add_argument("--eval-seeds", default=pipeline.Settings.eval_seeds)
+    parser.add_argument("--max-k", type=int, default=None,
+                        help="only the grid's rows with K at most this (and fine-tune), e.g. 1 for a quick digit")
     parser.add_argument("--jobs", type=int, default=2, help="trainings run at once (each one process)")
     parser.add_argument("--only-report", action="store_true", help="rewrite mnist.md from mnist.json")
     args = parser.parse_args()
@@ -265,6 +267,8 @@ def main() -> None:
         parser.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
     if not args.digits or any(not 0 <= d <= 9 for d in args.digits) or args.jobs < 1:
         parser.error("--digits must be digits 0-9 and --jobs at least 1")
+    if args.max_k is not None and args.max_k < 1:
+        parser.error("--max-k must be at least 1")
     json_path = os.path.join(args.results, "mnist.json")
     if args.only_report:
         with open(json_path) as f:
@@ -275,7 +279,7 @@ def main() -> None:
     network = pipeline.check_assets(args.network)
     base = pipeline.Settings(adapt_kimg=args.adapt_kimg, unlearn_kimg=args.unlearn_kimg, eval_seeds=args.eval_seeds,
                              jobs=args.jobs)
-    grid = [(m, k) for m, k in GRID if m in methods]
+    grid = [(m, k) for m, k in GRID if m in methods and (k is None or args.max_k is None or k <= args.max_k)]
     result = dict(network=os.path.abspath(network), settings=pipeline.settings_dict(base),
                   grid=dict(digits=list(ALL_DIGITS), rows=[list(mk) for mk in GRID], methods=list(METHODS)),
                   fid_space="MNIST judge 128-d penultimate features (not Inception)", digits={})

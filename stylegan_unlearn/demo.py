@@ -61,9 +61,11 @@ def run_demo(digit: int, fast: bool, outdir: str, network: Optional[str] = None,
     adapted = pipeline.adapt_models(network, samples, settings, os.path.join(outdir, "adapt"), log=echo)
     shares = pipeline.check_adapted(adapted, digit, echo)
 
+    # Stage 2 is one training: it gets the threads the parallel adaptations shared.
     echo(f"[3/5] Unlearning: fine-tuning on the positives with {settings.repulsion.upper()} repulsion from the "
          f"{settings.k} adapted models ({settings.unlearn_kimg:g} kimg)...")
-    unlearned = pipeline.unlearn(network, positives, adapted, settings, os.path.join(outdir, "unlearn"), log=echo)
+    alone = pipeline.Settings(**dict(pipeline.settings_dict(settings), threads=settings.threads * settings.jobs))
+    unlearned = pipeline.unlearn(network, positives, adapted, alone, os.path.join(outdir, "unlearn"), log=echo)
 
     echo("[4/5] Evaluating (PUL with the judge; FID in the judge's feature space vs real digits without "
          f"{digit})...")
