@@ -168,23 +168,3 @@ def test_relative_distance_is_one_at_the_start_and_in_units_of_it():
         P.distance(start, anchors, mode="relative")
     with pytest.raises(ValueError, match="coincide"):
         P.distance(start, [start], mode="relative", reference=start)
-
-
-def test_moved_distance_weighs_each_element_by_how_far_stage_1_moved_it():
-    """d = Σ (θ_start − μ)² (θ − μ)² / Σ (θ_start − μ)⁴, written out: 1 at the start, blind to unmoved elements."""
-    gen = torch.Generator().manual_seed(1)
-    start = [torch.randn(6, generator=gen), torch.randn(3, 2, generator=gen)]
-    anchors = [[t + 0.1 * torch.randn(t.shape, generator=gen) for t in start] for _ in range(2)]
-    anchors[0][0][:3] = start[0][:3]  # elements 0-2 of tensor 0: centre == start, i.e. Stage 1 left them
-    anchors[1][0][:3] = start[0][:3]
-    centre = [torch.stack([a[i] for a in anchors]).mean(0) for i in range(len(start))]
-    unit = sum(float(((s - c) ** 4).sum()) for s, c in zip(start, centre))
-    theta = [t + 0.2 * torch.randn(t.shape, generator=gen) for t in start]
-    expected = sum(float((((s - c) * (t - c)) ** 2).sum()) for s, c, t in zip(start, centre, theta)) / unit
-    assert P.distance(start, anchors, mode="moved", reference=start).item() == pytest.approx(1.0, rel=1e-5)
-    assert P.distance(theta, anchors, mode="moved", reference=start).item() == pytest.approx(expected, rel=1e-4)
-    params = [t.clone().requires_grad_() for t in theta]
-    P.distance(params, anchors, mode="moved", reference=start).backward()
-    assert torch.all(params[0].grad[:3] == 0) and torch.all(params[0].grad[3:] != 0)
-    with pytest.raises(ValueError, match="starting parameters"):
-        P.distance(start, anchors, mode="moved")

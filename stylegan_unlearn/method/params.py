@@ -24,10 +24,6 @@ Distances (`distance`), against K ≥ 1 anchor parameter sets θ_N^1..θ_N^K, ov
     for K > 1 it leaves out the anchors' spread, a constant that would only weaken the push). EL2's α
     then says how many starting distances the push lasts, and the per-element force follows how far
     Stage 1 moved each element on average.
-  * ``'moved'`` — ``'relative'`` with every element weighted by how far Stage 1 moved it:
-    d = Σ (θ_start − μ)² (θ − μ)² / Σ (θ_start − μ)⁴, so 1 at the start. Elements that the adaptation
-    left alone (most synthesis weights, held by EWC) do not count, so the GAN's own drift in them
-    cannot satisfy the repulsion, and its force points along Stage 1's movement.
   * ``'official'`` — exactly the official code's d: (K/2)·(1/P)·Σ_p Σ_k mean_elements (θ_p − θ_N,p^k)²,
     which is K²/2 × ``tensor-mean`` (½ at K = 1, 12.5 at its K = 5). Its weights and α (EL2 weight 100
     with α = 1 in the official MNIST runs) mean what they meant there only with this distance.
@@ -48,7 +44,7 @@ __all__ = [
 ]
 
 PARAM_MODES = ("synthesis", "all")
-DISTANCE_MODES = ("l2", "tensor-mean", "official", "relative", "moved")
+DISTANCE_MODES = ("l2", "tensor-mean", "official", "relative")
 
 _SG2_SYNTHESIS_CONV = re.compile(r"^synthesis\.b(\d+)\.conv[01]\.")
 _SG3_SYNTHESIS_LAYER = re.compile(r"^synthesis\.L(\d+)_")
@@ -133,7 +129,7 @@ def _tensor_weights(shapes: Sequence[torch.Size], mode: str, num_anchors: int) -
     """Per-tensor weights w_p of d = mean_k Σ_p w_p ‖θ_p − θ_N,p^k‖² for distance `mode`."""
     if mode not in DISTANCE_MODES:
         raise ValueError(f"unknown distance {mode!r}; use one of {', '.join(DISTANCE_MODES)}")
-    if mode in ("l2", "relative", "moved"):
+    if mode in ("l2", "relative"):
         return [1.0] * len(shapes)
     scale = num_anchors ** 2 / 2 if mode == "official" else 1.0
     count = len(shapes)
@@ -175,26 +171,21 @@ class AnchorSet:
         self.means = means
         self.spread = spread
         self.unit = 1.0
-        self.scales: Optional[List[torch.Tensor]] = None
-        if mode in ("relative", "moved"):
+        if mode == "relative":
             if reference is None:
-                raise ValueError(f"the {mode!r} distance needs the starting parameters (reference=...)")
+                raise ValueError("the 'relative' distance needs the starting parameters (reference=...)")
             self.spread = 0.0
-            if mode == "moved":  # each element weighs as much as Stage 1 moved it: θ_start − μ
-                with torch.no_grad():
-                    self.scales = [(r.detach().to(device=m.device, dtype=m.dtype) - m).contiguous()
-                                   for r, m in zip(reference, self.means)]
             with torch.no_grad():
                 unit = float(self.distance(reference))
             if not unit > 0:
                 raise ValueError("the starting parameters coincide with the centre of the adapted networks; the "
-                                 f"{mode!r} distance has no unit (pass networks made by --mode=adapt)")
+                                 "'relative' distance has no unit (pass networks made by --mode=adapt)")
             self.weights = [w / unit for w in self.weights]
             self.unit = unit
 
     def distance(self, params: Sequence[torch.Tensor]) -> torch.Tensor:
         """d(θ) averaged over the K anchors; a differentiable scalar."""
-        return weighted_sq_distance(params, self.means, self.weights, self.scales) + self.spread
+        return weighted_sq_distance(params, self.means, self.weights) + self.spread
 
 
 def distance(params: Sequence[torch.Tensor], anchors: Sequence[Sequence[torch.Tensor]],
