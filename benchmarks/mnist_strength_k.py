@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""EL2 strength against K on the MNIST benchmark's own θ_N (not part of CI; minutes per row on a CPU).
+"""Repulsion form and strength against K on the MNIST benchmark's own θ_N (not part of CI; minutes a row).
 
 Reuses a finished `benchmarks/mnist_unlearn.py` digit (its samples, its K adapted models and its
 pretrained generator) and runs extra Stage-2 rows at the official 16 kimg, each with its own K, α and
@@ -27,14 +27,31 @@ from stylegan_unlearn.mnist import pipeline  # noqa: E402
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def parse_row(name: str) -> Tuple[int, float, float, str]:
-    """'k5-a0.02-w50' -> (5, 0.02, 50.0, 'relative'); 'k1-a0.1-w10-moved' -> (1, 0.1, 10.0, 'moved')."""
+FORMS = ("el2", "nl2", "il2")
+
+
+def parse_row(name: str) -> Dict:
+    """'k5-a0.02-w50' -> K 5, α 0.02, w 50 (EL2, relative); optional parts: a form ('nl2') and a distance.
+
+    'k1-nl2-w0.1' is NL2 with weight 0.1 at K = 1 (α unused); 'k1-a0.1-w10-moved' names the distance.
+    """
+    row = dict(name=name, k=None, alpha=None, weight=None, form="el2", distance="relative")
     try:
-        k, a, w, *rest = name.split("-")
-        assert k[0] == "k" and a[0] == "a" and w[0] == "w" and len(rest) <= 1
-        return int(k[1:]), float(a[1:]), float(w[1:]), rest[0] if rest else "relative"
+        for part in name.split("-"):
+            if part in FORMS:
+                row["form"] = part
+            elif part[0] == "k" and part[1:].isdigit():
+                row["k"] = int(part[1:])
+            elif part[0] == "a":
+                row["alpha"] = float(part[1:])
+            elif part[0] == "w":
+                row["weight"] = float(part[1:])
+            else:
+                row["distance"] = part
+        assert row["k"] and row["weight"] is not None and (row["alpha"] is not None or row["form"] != "el2")
     except (ValueError, AssertionError, IndexError):
-        raise argparse.ArgumentTypeError(f"a row is named like k5-a0.02-w50[-DISTANCE], got '{name}'") from None
+        raise argparse.ArgumentTypeError(f"a row is named like k5-a0.02-w50 or k1-nl2-w0.1, got '{name}'") from None
+    return row
 
 
 def _finished_network(outdir: str) -> str:
@@ -54,10 +71,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--results", default=RESULTS_DIR)
     args = parser.parse_args()
-    rows = [(name, *parse_row(name)) for name in args.rows.split(",") if name]
+    rows = [parse_row(name) for name in args.rows.split(",") if name]
     root = os.path.join(args.workdir, f"digit{args.digit}")
     samples = os.path.join(root, "samples")
-    adapted = [_finished_network(os.path.join(root, f"adapt{i}")) for i in range(max(row[1] for row in rows))]
+    adapted = [_finished_network(os.path.join(root, f"adapt{i}")) for i in range(max(row["k"] for row in rows))]
     finetune = _finished_network(os.path.join(root, "finetune"))
     if not all(adapted) or not finetune:
         parser.error(f"{root} lacks finished adapt0..{len(adapted) - 1} or finetune runs; run mnist_unlearn.py first")
@@ -65,14 +82,14 @@ def main() -> None:
     settings = pipeline.Settings(digit=args.digit, jobs=args.jobs)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
 
-    def one(row) -> Tuple[str, str, float]:
-        name, k, alpha, weight, distance = row
+    def one(row: Dict) -> Tuple[str, str, float]:
+        name, k = row["name"], row["k"]
         outdir = os.path.join(root, f"strength-{name}")
         done = _finished_network(outdir)
         if done:
             return name, done, 0.0
-        run = pipeline.Settings(**dict(pipeline.settings_dict(settings), alpha=alpha, repulsion_weight=weight,
-                                          distance=distance))
+        run = pipeline.Settings(**dict(pipeline.settings_dict(settings), repulsion=row["form"], alpha=row["alpha"],
+                                          repulsion_weight=row["weight"], distance=row["distance"]))
         started = time.time()
         path = pipeline.unlearn(network, os.path.join(samples, "positives.zip"), adapted[:k], run, outdir, log=log)
         return name, path, round(time.time() - started, 1)
@@ -84,20 +101,22 @@ def main() -> None:
     summary = pipeline.evaluate(networks, settings, reference, os.path.join(root, "eval-strength"))
     original = pipeline.result_row(summary, "original", args.digit)
     result_rows: List[Dict] = []
-    for (name, k, alpha, weight, distance), (_n, path, seconds) in zip(rows, trained):
+    for row, (name, path, seconds) in zip(rows, trained):
         got = pipeline.result_row(summary, name, args.digit)
-        result_rows.append(dict(name=name, k=k, alpha=alpha, weight=weight, distance=distance, network=path, seconds=seconds,
-                                pul=got["pul"], fid=got["fid"], fid_ratio=got["fid"] / original["fid"],
-                                digit_share=got["digit_share"]))
+        result_rows.append(dict(row, network=path, seconds=seconds, pul=got["pul"], fid=got["fid"],
+                                fid_ratio=got["fid"] / original["fid"], digit_share=got["digit_share"]))
     control = pipeline.result_row(summary, "finetune", args.digit)
     result = dict(digit=args.digit, num_eval_samples=summary["num_samples"], original_fid=original["fid"],
                   finetune=dict(pul=control["pul"], fid_ratio=control["fid"] / original["fid"]), rows=result_rows)
-    lines = [f"# EL2 strength against K (MNIST digit {args.digit}, Stage 2 16 kimg, {summary['num_samples']} seeds)",
-             "", "Relative distance; θ_N = the benchmark's adapted models; fine-tune control: PUL "
+    lines = [f"# Repulsion form and strength against K (MNIST digit {args.digit}, Stage 2 16 kimg, "
+             f"{summary['num_samples']} seeds)",
+             "", "θ_N = the benchmark's adapted models; fine-tune control: PUL "
              f"{control['pul']:.1f} % at FID ×{control['fid'] / original['fid']:.2f}.", "",
-             "| row | distance | K | α | w | PUL % | FID ratio |", "|---|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['name']} | {r['distance']} | {r['k']} | {r['alpha']:g} | {r['weight']:g} | {r['pul']:.1f} | {r['fid_ratio']:.2f} |"
-              for r in result_rows]
+             "| row | form | distance | K | α | w | PUL % | FID ratio |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in result_rows:
+        alpha = "–" if r["alpha"] is None else f"{r['alpha']:g}"
+        lines.append(f"| {r['name']} | {r['form']} | {r['distance']} | {r['k']} | {alpha} | {r['weight']:g} | "
+                     f"{r['pul']:.1f} | {r['fid_ratio']:.2f} |")
     os.makedirs(args.results, exist_ok=True)
     stem = os.path.join(args.results, f"mnist_strength_k_digit{args.digit}")
     atomic_write_text(stem + ".json", json.dumps(result, indent=2) + "\n")

@@ -13,7 +13,8 @@ Default weights and α depend on the distance they are applied to (`stylegan_unl
   * with ``relative`` (the default; d = 1 at the start of unlearning) and ``l2`` they are the values
     measured best on MNIST (benchmarks/results/mnist_ablations_digit1.md): EL2 w = 10 with α = 0.1,
     so the push lasts about ten starting distances; the official strength wrecked the generator
-    there (FID ×2.8) and the official α = 1 saturated within the first kimg.
+    there (FID ×2.4–3.1, benchmarks/results/mnist.md) and the official α = 1 saturated within the
+    first kimg.
 """
 import math
 from typing import Callable, Dict, Optional
