@@ -2,15 +2,17 @@
 """Repulsion form and strength against K on the MNIST benchmark's own θ_N (not part of CI; minutes a row).
 
 Reuses a finished `benchmarks/mnist_unlearn.py` digit (its samples, its K adapted models and its
-pretrained generator) and runs extra Stage-2 rows at the official 16 kimg, each with its own K, α and
-weight under the default `relative` distance, then evaluates them with the benchmark's pretrained
-model and fine-tune control on the same fixed seeds. The question it answers: does the EL2 push fade
-at K > 1 because d grows faster there (its unit ‖θ_G − μ‖² shrinks as the K models' noise averages
-out), and does a slower decay (smaller α at the same starting push w·α) help at both K?
+pretrained generator) and runs extra Stage-2 rows at the official 16 kimg, each with its own K, form,
+weight, α and distance (EL2 on `relative` unless the row names others), then evaluates them with
+the benchmark's pretrained model and fine-tune control on the same fixed seeds. The questions it
+answers: does the EL2 push fade at K > 1 because d grows faster there (its unit ‖θ_G − μ‖² shrinks
+as the K models' noise averages out); does a slower decay (smaller α at the same starting push w·α)
+help at both K; and how do the other forms compare on the same θ_N?
 
     python3 benchmarks/mnist_strength_k.py --digit 1 --workdir runs/mnist-benchmark --rows k1-a0.02-w50,k5-a0.02-w50
 """
 import argparse
+import dataclasses
 import glob
 import json
 import os
@@ -22,6 +24,7 @@ from typing import Dict, List, Tuple
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from stylegan_unlearn.fileio import atomic_write_text  # noqa: E402
+from stylegan_unlearn import training  # noqa: E402
 from stylegan_unlearn.mnist import pipeline  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -48,17 +51,23 @@ def parse_row(name: str) -> Dict:
                 row["weight"] = float(part[1:])
             else:
                 row["distance"] = part
-        assert row["k"] and row["weight"] is not None and (row["alpha"] is not None or row["form"] != "el2")
-    except (ValueError, AssertionError, IndexError):
-        raise argparse.ArgumentTypeError(f"a row is named like k5-a0.02-w50 or k1-nl2-w0.1, got '{name}'") from None
+    except (ValueError, IndexError):
+        complete = False
+    else:
+        complete = bool(row["k"]) and row["weight"] is not None and (row["alpha"] is not None or row["form"] != "el2")
+    if not complete:
+        raise argparse.ArgumentTypeError(f"a row is named like k5-a0.02-w50 or k1-nl2-w0.1, got '{name}'")
     return row
 
 
 def _finished_network(outdir: str) -> str:
-    for final in sorted(glob.glob(os.path.join(outdir, "*", "final.json"))):
-        with open(final) as f:
-            path = json.load(f).get("last_snapshot")
-        if path and os.path.isfile(path):
+    """The network of a finished training in `outdir` (its first run directory that has one), or ''."""
+    for run_dir in sorted(glob.glob(os.path.join(outdir, "*", ""))):
+        try:
+            path = training.trained_network(run_dir)
+        except FileNotFoundError:
+            continue
+        if os.path.isfile(path):
             return path
     return ""
 
@@ -71,7 +80,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--results", default=RESULTS_DIR)
     args = parser.parse_args()
-    rows = [parse_row(name) for name in args.rows.split(",") if name]
+    try:
+        rows = [parse_row(name) for name in args.rows.split(",") if name]
+    except argparse.ArgumentTypeError as err:
+        parser.error(str(err))
     root = os.path.join(args.workdir, f"digit{args.digit}")
     samples = os.path.join(root, "samples")
     adapted = [_finished_network(os.path.join(root, f"adapt{i}")) for i in range(max(row["k"] for row in rows))]
@@ -88,8 +100,8 @@ def main() -> None:
         done = _finished_network(outdir)
         if done:
             return name, done, 0.0
-        run = pipeline.Settings(**dict(pipeline.settings_dict(settings), repulsion=row["form"], alpha=row["alpha"],
-                                          repulsion_weight=row["weight"], distance=row["distance"]))
+        run = dataclasses.replace(settings, repulsion=row["form"], alpha=row["alpha"], repulsion_weight=row["weight"],
+                                  distance=row["distance"])
         started = time.time()
         path = pipeline.unlearn(network, os.path.join(samples, "positives.zip"), adapted[:k], run, outdir, log=log)
         return name, path, round(time.time() - started, 1)
