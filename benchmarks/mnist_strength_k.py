@@ -13,7 +13,6 @@ help at both K; and how do the other forms compare on the same θ_N?
 """
 import argparse
 import dataclasses
-import glob
 import json
 import os
 import sys
@@ -24,7 +23,6 @@ from typing import Dict, List, Tuple
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from stylegan_unlearn.fileio import atomic_write_text  # noqa: E402
-from stylegan_unlearn import training  # noqa: E402
 from stylegan_unlearn.mnist import pipeline  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -60,18 +58,6 @@ def parse_row(name: str) -> Dict:
     return row
 
 
-def _finished_network(outdir: str) -> str:
-    """The network of a finished training in `outdir` (its first run directory that has one), or ''."""
-    for run_dir in sorted(glob.glob(os.path.join(outdir, "*", ""))):
-        try:
-            path = training.trained_network(run_dir)
-        except FileNotFoundError:
-            continue
-        if os.path.isfile(path):
-            return path
-    return ""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--digit", type=int, default=1)
@@ -86,8 +72,8 @@ def main() -> None:
         parser.error(str(err))
     root = os.path.join(args.workdir, f"digit{args.digit}")
     samples = os.path.join(root, "samples")
-    adapted = [_finished_network(os.path.join(root, f"adapt{i}")) for i in range(max(row["k"] for row in rows))]
-    finetune = _finished_network(os.path.join(root, "finetune"))
+    adapted = [pipeline.finished_network(os.path.join(root, f"adapt{i}")) for i in range(max(row["k"] for row in rows))]
+    finetune = pipeline.finished_network(os.path.join(root, "finetune"))
     if not all(adapted) or not finetune:
         parser.error(f"{root} lacks finished adapt0..{len(adapted) - 1} or finetune runs; run mnist_unlearn.py first")
     network = pipeline.check_assets(None)
@@ -97,7 +83,7 @@ def main() -> None:
     def one(row: Dict) -> Tuple[str, str, float]:
         name, k = row["name"], row["k"]
         outdir = os.path.join(root, f"strength-{name}")
-        done = _finished_network(outdir)
+        done = pipeline.finished_network(outdir)
         if done:
             return name, done, 0.0
         run = dataclasses.replace(settings, repulsion=row["form"], alpha=row["alpha"], repulsion_weight=row["weight"],

@@ -73,12 +73,11 @@ def _finished(outdir: str, mode: str) -> Optional[tuple]:
     if mode == "extrapolate":
         found = sorted(glob.glob(os.path.join(outdir, "*", "*.pkl")))
         return (found[-1], _run_seconds(os.path.dirname(found[-1]), found[-1])) if found else None
-    for final in sorted(glob.glob(os.path.join(outdir, "*", "final.json"))):
-        with open(final) as f:
-            path = json.load(f).get("last_snapshot")
-        if path and os.path.isfile(path):
-            return path, _run_seconds(os.path.dirname(final), final)
-    return None
+    path = pipeline.finished_network(outdir)
+    if path is None:
+        return None
+    run_dir = os.path.dirname(path)
+    return path, _run_seconds(run_dir, os.path.join(run_dir, "final.json"))
 
 
 def _timed(outdir: str, mode: str, run) -> tuple:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stylegan_unlearn.mnist import data, judge
+from stylegan_unlearn.mnist import data, judge, pipeline
 
 
 def read_zip(path):
@@ -197,3 +197,19 @@ def test_pretraining_names_classes_that_exist():
     kwargs = pretrain.training_kwargs(dict(pretrain.DEFAULTS), "run", "data.zip", "guide.pt", 4, 4, None)
     for key in ("training_set_kwargs", "G_kwargs", "D_kwargs", "augment_kwargs", "loss_kwargs"):
         assert callable(dnnlib.util.get_obj_by_name(kwargs[key]["class_name"])), key
+
+
+def test_finished_network_finds_the_first_run_with_a_snapshot(tmp_path):
+    """The benchmarks reuse finished trainings: a run without final.json or whose snapshot is gone is skipped."""
+    outdir = tmp_path / "unlearn"
+    assert pipeline.finished_network(str(outdir)) is None  # no such folder yet
+    (outdir / "00000-crashed").mkdir(parents=True)  # started, never finished
+    gone = outdir / "00001-moved" / "network-snapshot-000016.pkl"
+    gone.parent.mkdir()
+    (gone.parent / "final.json").write_text(json.dumps({"last_snapshot": str(gone)}))
+    assert pipeline.finished_network(str(outdir)) is None
+    done = outdir / "00002-done" / "network-snapshot-000016.pkl"
+    done.parent.mkdir()
+    done.write_bytes(b"pkl")
+    (done.parent / "final.json").write_text(json.dumps({"last_snapshot": str(done)}))
+    assert pipeline.finished_network(str(outdir)) == str(done)

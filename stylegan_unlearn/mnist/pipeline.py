@@ -157,6 +157,20 @@ def train(mode: str, outdir: str, options: Dict[str, Any], settings: Settings,
     return training.trained_network(os.path.join(outdir, runs[-1]))
 
 
+def finished_network(outdir: str) -> Optional[str]:
+    """The network of an earlier finished training under `outdir` (its first run directory that has one)."""
+    if not os.path.isdir(outdir):
+        return None
+    for run in sorted(d for d in os.listdir(outdir) if os.path.isdir(os.path.join(outdir, d))):
+        try:
+            path = training.trained_network(os.path.join(outdir, run))
+        except FileNotFoundError:
+            continue
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def _common_options(settings: Settings, kimg: float) -> Dict[str, Any]:
     """Options of both stages: length, batch, the model's own training settings, one snapshot at the end."""
     options = dict(batch=settings.batch, kimg=kimg, tick=max(kimg / 4, 0.016), snap=1000, workers=0,
