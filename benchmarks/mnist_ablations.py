@@ -55,12 +55,10 @@ STAGE2 = {
 
 def _run(mode: str, outdir: str, options: Dict, log) -> str:
     """One cached training (child process); returns its run directory."""
-    finals = sorted(glob.glob(os.path.join(outdir, "*", "final.json")))
-    if not finals:
-        settings = pipeline.Settings(threads=1)
-        pipeline.train(mode, outdir, options, settings, log=log)
-        finals = sorted(glob.glob(os.path.join(outdir, "*", "final.json")))
-    return os.path.dirname(finals[-1])
+    network = pipeline.finished_network(outdir)
+    if network is None:
+        network = pipeline.train(mode, outdir, options, pipeline.Settings(threads=1), log=log)
+    return os.path.dirname(network)
 
 
 def _kimg(path: str) -> float:

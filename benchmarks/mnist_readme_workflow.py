@@ -10,7 +10,6 @@ Results: benchmarks/results/mnist_readme_workflow.{json,md}.
     python3 benchmarks/mnist_readme_workflow.py --network unseen.pkl --digit 1
 """
 import argparse
-import glob
 import json
 import os
 import subprocess
@@ -39,11 +38,7 @@ def _run(command: List[str], log_path: str) -> None:
 
 
 def _final_snapshot(outdir: str) -> str:
-    finals = sorted(glob.glob(os.path.join(outdir, "*", "final.json")))
-    if not finals:
-        return ""
-    with open(finals[-1]) as f:
-        return json.load(f)["last_snapshot"]
+    return pipeline.finished_network(outdir) or ""
 
 
 def main() -> None:
