@@ -213,3 +213,32 @@ def test_finished_network_finds_the_first_run_with_a_snapshot(tmp_path):
     done.write_bytes(b"pkl")
     (done.parent / "final.json").write_text(json.dumps({"last_snapshot": str(done)}))
     assert pipeline.finished_network(str(outdir)) == str(done)
+
+
+def test_pick_checkpoint_takes_the_best_pul_within_the_fid_bound():
+    candidates = [dict(kimg=2, pul=40.0, fid_ratio=1.0), dict(kimg=4, pul=90.0, fid_ratio=1.25),
+                  dict(kimg=6, pul=97.0, fid_ratio=1.6), dict(kimg=8, pul=90.0, fid_ratio=1.1)]
+    assert pipeline.pick_checkpoint(candidates, 1.3)["kimg"] == 8  # ties go to the later checkpoint
+    assert pipeline.pick_checkpoint(candidates, 1.8)["kimg"] == 6
+    assert pipeline.pick_checkpoint(candidates, 0.5)["kimg"] == 2  # none within: the lowest FID
+    with pytest.raises(ValueError, match="no checkpoints"):
+        pipeline.pick_checkpoint([], 1.3)
+
+
+def test_run_snapshots_lists_a_run_oldest_first_without_kimg_0(tmp_path):
+    for name in ("network-snapshot-000000.pkl", "network-snapshot-000012.pkl", "network-snapshot-000004.pkl",
+                 "network-snapshot-000004.pkl.state", "fakes000004.png"):
+        (tmp_path / name).write_bytes(b"x")
+    found = pipeline.run_snapshots(str(tmp_path / "network-snapshot-000012.pkl"))
+    assert [p.rsplit("-", 1)[1] for p in found] == ["000004.pkl", "000012.pkl"]
+
+
+def test_unlearn_snapshots_spread_stage2_ticks_over_the_run(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(pipeline, "train", lambda mode, outdir, options, settings, log=None: seen.update(options))
+    pipeline.unlearn("G.pkl", "pos.zip", ["n.pkl"], pipeline.Settings(unlearn_kimg=16, unlearn_snapshots=8), "out")
+    assert (seen["tick"], seen["snap"]) == (2.0, 1)
+    pipeline.unlearn("G.pkl", "pos.zip", ["n.pkl"], pipeline.Settings(unlearn_kimg=16), "out")
+    assert seen["snap"] == 1000  # the default: one snapshot, at the end
+    with pytest.raises(ValueError, match="unlearn_snapshots"):
+        pipeline.Settings(unlearn_snapshots=0).check()

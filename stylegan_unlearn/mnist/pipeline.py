@@ -71,6 +71,7 @@ class Settings:
     alpha: Optional[float] = None
     extrapolate_gamma: float = 1.0
     ema_kimg: Optional[float] = None  # G_ema half-life; None: the recipe's (5 kimg at batch 16)
+    unlearn_snapshots: int = 1  # Stage-2 snapshots spread evenly over the run (the last one is the result)
     seed: int = 0
     threads: int = 1
     jobs: int = 1  # trainings run at once (each its own process)
@@ -83,6 +84,8 @@ class Settings:
             raise ValueError(f"the digit must be between 0 and 9, got {self.digit}")
         if self.adapt_kimg <= 0 or self.unlearn_kimg <= 0 or self.batch < 1:
             raise ValueError("kimg values must be positive and the batch at least 1")
+        if self.unlearn_snapshots < 1:
+            raise ValueError(f"unlearn_snapshots must be at least 1, got {self.unlearn_snapshots}")
         if self.k < 1 or self.jobs < 1:
             raise ValueError(f"the number of adapted models and of jobs must be at least 1, got {self.k}, "
                                      f"{self.jobs}")
@@ -208,6 +211,8 @@ def unlearn(network: str, positives_zip: str, adapted: Sequence[str], settings: 
     options = dict(_common_options(settings, settings.unlearn_kimg), data=positives_zip, resume=network,
                    adapted=list(adapted), repulsion=settings.repulsion, distance=settings.distance,
                    repulsion_weight=settings.repulsion_weight, alpha=settings.alpha, **settings.unlearn_options)
+    if settings.unlearn_snapshots > 1:  # one tick per snapshot, so checkpoints can be compared afterwards
+        options.update(tick=max(settings.unlearn_kimg / settings.unlearn_snapshots, 0.016), snap=1)
     return train("unlearn", outdir, options, settings, log)
 
 
@@ -262,6 +267,60 @@ def result_row(summary: Dict, name: str, digit: int) -> Dict:
     return dict(name=name, digit_share=record.get("neg_share"), n_neg=record.get("n_neg"), pul=record.get("pul"),
                 fid=record.get("fid"), kid=record.get("kid"),
                 shares={k: round(float(v), 4) for k, v in shares.items()}, num_samples=record.get("num_samples"))
+
+
+MONITOR_SEEDS = "300000-301999"  # checkpoint selection looks only at these, never at the evaluation seeds
+
+
+def run_snapshots(network: str) -> List[str]:
+    """Every network snapshot of the run that wrote `network`, oldest first, kimg 0 excluded."""
+    run_dir = os.path.dirname(network)
+    names = sorted(n for n in os.listdir(run_dir) if n.startswith("network-snapshot-") and n.endswith(".pkl"))
+    return [os.path.join(run_dir, n) for n in names if float(n[len("network-snapshot-"):-len(".pkl")]) > 0]
+
+
+def pick_checkpoint(candidates: Sequence[Dict], max_fid_ratio: float) -> Dict:
+    """The candidate with the highest PUL among those within `max_fid_ratio` of the original's FID, else the
+    one with the lowest FID; each candidate is a dict with 'pul' and 'fid_ratio'. Later checkpoints win ties."""
+    if not candidates:
+        raise ValueError("no checkpoints to choose from")
+    within = [c for c in candidates if c["fid_ratio"] is not None and c["fid_ratio"] <= max_fid_ratio]
+    if within:
+        return max(reversed(within), key=lambda c: c["pul"] if c["pul"] is not None else -1e9)
+    return min(candidates, key=lambda c: c["fid_ratio"] if c["fid_ratio"] is not None else 1e9)
+
+
+def select_checkpoints(original: str, runs: Sequence[tuple], settings: Settings, reference: str, out: str,
+                       max_fid_ratio: float, monitor_seeds: str = MONITOR_SEEDS) -> Dict[str, Dict]:
+    """Model selection as the official evaluation does it (every checkpoint of a run is scored), kept honest:
+    the snapshots of each (name, final network) run are scored on `monitor_seeds`, disjoint from the
+    evaluation seeds, and the pick (`pick_checkpoint`) is what the caller then evaluates on its own seeds."""
+    networks = [("original", original)]
+    for name, final in runs:
+        networks += [(f"{name}@{os.path.basename(p)[len('network-snapshot-'):-len('.pkl')]}", p)
+                     for p in run_snapshots(final)]
+    summary_path = os.path.join(out, "summary.json")
+    monitor = Settings(**{**settings_dict(settings), "eval_seeds": monitor_seeds})
+    summary = None
+    if os.path.isfile(summary_path):  # reuse an earlier scoring of the very same checkpoints
+        with open(summary_path) as f:
+            summary = json.load(f)
+        if [r["name"] for r in summary["networks"]] != [n for n, _ in networks]:
+            summary = None
+    if summary is None:
+        summary = evaluate(networks, monitor, reference, out)
+    base_fid = result_row(summary, "original", settings.digit)["fid"]
+    picks = {}
+    for name, _final in runs:
+        candidates = []
+        for label, path in networks:
+            if label.startswith(name + "@"):
+                row = result_row(summary, label, settings.digit)
+                candidates.append(dict(network=path, kimg=float(label.split("@")[1]), pul=row["pul"], fid=row["fid"],
+                                       fid_ratio=row["fid"] / base_fid if row["fid"] and base_fid else None))
+        if candidates:
+            picks[name] = dict(pick_checkpoint(candidates, max_fid_ratio), candidates=candidates)
+    return picks
 
 
 def settings_dict(settings: Settings) -> Dict:
