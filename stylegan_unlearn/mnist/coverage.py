@@ -47,10 +47,13 @@ def generator_digits(G: torch.nn.Module, seeds: Sequence[int], batch_size: int =
     return quantize(generate_all(G, list(seeds), batch_size=batch_size, noise_mode="const")).numpy()
 
 
+PROBE_SEED_OFFSET = 100000  # pretraining chunks are scored on seeds PROBE_SEED_OFFSET, PROBE_SEED_OFFSET + 1, ...
+
+
 class CoverageProbe:
     """Judge plus cached real-digit features; `measure(G)` scores a generator on fixed seeds."""
 
-    def __init__(self, num_samples: int = 1000, seed_offset: int = 100000, judge: Optional[torch.nn.Module] = None,
+    def __init__(self, num_samples: int = 1000, seed_offset: int = PROBE_SEED_OFFSET, judge: Optional[torch.nn.Module] = None,
                  exclude_digit: Optional[int] = None):
         self.judge = judge if judge is not None else load_judge()
         self.seeds = list(range(seed_offset, seed_offset + num_samples))

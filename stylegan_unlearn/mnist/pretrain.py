@@ -163,9 +163,10 @@ def export(outdir: str, dest: str, which: str = "best", note: str = "") -> Dict:
                   + " && python3 scripts/pretrain_mnist_generator.py --outdir runs/mnist-pretrain --export "
                     f"stylegan_unlearn/assets/mnist_generator.pkl --export-snapshot {tag}",
         note=note, snapshot=tag, kimg=record["kimg"], wall_seconds=round(seconds, 1),
-        hardware=f"shared 2-core CPU, 1 thread, torch {torch.__version__}",
-        coverage={k: record[k] for k in ("shares", "covered", "present", "confidence", "fid_judge", "num_samples")},
-        coverage_seeds="100000-100999", fid_space="MNIST judge 128-d penultimate features vs all 5,000 real digits",
+        hardware=f"shared 2-core CPU, {torch.get_num_threads()} thread(s), torch {torch.__version__}",
+        coverage=dict({k: record[k] for k in ("shares", "covered", "present", "confidence", "fid_judge", "num_samples")},
+                      seed_offset=coverage.PROBE_SEED_OFFSET,
+                      fid_space="MNIST judge 128-d penultimate features vs all 5,000 real digits (not Inception)"),
         history=[{k: r[k] for k in ("tag", "kimg", "covered", "present", "confidence", "fid_judge")} for r in history],
     )
     atomic_write_text(os.path.splitext(dest)[0] + ".json", json.dumps(info, indent=2) + "\n")
