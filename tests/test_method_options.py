@@ -43,7 +43,7 @@ def test_stage_dependent_defaults():
     assert method_options.default("params", "adapt") == "synthesis"
     assert method_options.default("params", "unlearn") == "all"
     assert method_options.default("ewc_lambda") == 5e8 and method_options.default("fisher_samples") == 32
-    assert method_options.default("repulsion") == "el2" and method_options.default("distance") == "relative"
+    assert method_options.default("repulsion") == "nl2" and method_options.default("distance") == "relative"
 
 
 def test_the_table_imports_only_the_standard_library():
@@ -64,7 +64,7 @@ def test_the_penalties_and_both_plugin_signatures_default_to_the_table():
     from stylegan_unlearn.method.penalties import EWCPenalty, RepulsionPenalty
 
     expected = {"EWC": dict(ewc_lambda=5e8, fisher_samples=32, params="synthesis"),
-                "Repulsion": dict(repulsion="el2", distance="relative", params="all")}
+                "Repulsion": dict(repulsion="nl2", distance="relative", params="all")}
     for kind, classes in (("EWC", (EWCPenalty, training_hooks.EWCLoss, sg3.EWCLoss)),
                           ("Repulsion", (RepulsionPenalty, training_hooks.RepulsionLoss, sg3.RepulsionLoss))):
         for cls in classes:

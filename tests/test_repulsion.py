@@ -31,7 +31,7 @@ def test_el2_gradient_value():
 def test_defaults_are_the_official_settings():
     d = torch.tensor(0.0)
     assert R.repulsion_term("el2", d).item() == pytest.approx(R.DEFAULT_WEIGHTS["el2"]) == 100.0
-    assert R.DEFAULT_FORM == "el2"
+    assert R.DEFAULT_FORM == "nl2"
 
 
 def test_il2_at_zero_distance_is_finite():

@@ -56,7 +56,7 @@ STAGE_DEFAULTS: Dict[str, Dict[str, Any]] = {
 OPTIONS: Tuple[MethodOption, ...] = (
     MethodOption("adapted", "pkl", "Adapted (negative) network pkl theta_N; repeat for an ensemble",
                  stages=("unlearn", "extrapolate"), multiple=True, loss_kwarg="adapted"),
-    MethodOption("repulsion", "choice", "Repulsion form", stages=("unlearn",), default="el2",
+    MethodOption("repulsion", "choice", "Repulsion form", stages=("unlearn",), default="nl2",
                  choices=("il2", "nl2", "el2"), loss_kwarg="repulsion"),
     MethodOption("repulsion_weight", "float", "Repulsion weight w", stages=("unlearn",), loss_kwarg="repulsion_weight",
                  default_note="per form and distance: relative/l2 el2 10, nl2 0.1, il2 1; official/tensor-mean "

@@ -65,7 +65,7 @@ class Settings:
     unlearn_kimg: float = 16.0
     batch: int = 16
     fisher_samples: int = 32
-    repulsion: str = "el2"
+    repulsion: str = "nl2"
     distance: Optional[str] = None  # None: the train command's default (relative)
     repulsion_weight: Optional[float] = None
     alpha: Optional[float] = None
