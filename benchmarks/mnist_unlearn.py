@@ -20,7 +20,6 @@ digit, so the grid can span sessions. Results: benchmarks/results/mnist.json and
 """
 import argparse
 import glob
-import hashlib
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from stylegan_unlearn.fileio import atomic_write_text  # noqa: E402
+from stylegan_unlearn.fileio import atomic_write_text, file_sha256  # noqa: E402
 from stylegan_unlearn.mnist import pipeline  # noqa: E402
 
 ALL_DIGITS = (1, 4, 8)
@@ -60,11 +59,6 @@ def _int_list(text: str) -> List[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list of integers, got '{text}'") from None
-
-
-def _sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def _run_seconds(run_dir: str, product: str) -> Optional[float]:
@@ -349,7 +343,7 @@ def main() -> None:
     base = pipeline.Settings(adapt_kimg=args.adapt_kimg, unlearn_kimg=args.unlearn_kimg, eval_seeds=args.eval_seeds,
                              jobs=args.jobs, unlearn_snapshots=args.unlearn_snapshots)
     grid = [(m, k) for m, k in GRID if m in methods and (k is None or args.max_k is None or k <= args.max_k)]
-    result = dict(network=os.path.abspath(network), network_sha256=_sha256(network), settings=pipeline.settings_dict(base),
+    result = dict(network=os.path.abspath(network), network_sha256=file_sha256(network), settings=pipeline.settings_dict(base),
                   grid=dict(digits=list(ALL_DIGITS), rows=[list(mk) for mk in GRID], methods=list(METHODS)),
                   fid_space="MNIST judge 128-d penultimate features (not Inception)", digits={})
     if os.path.isfile(json_path):  # keep digits measured by earlier invocations with the same settings

@@ -7,9 +7,11 @@ before the rename, the temporary file is deleted and the previous target is left
 Temporary files are named `.<target>.<host>.<pid>.<random>.tmp`, so that the temp file of a writer
 that was killed can be told from one still being written: `remove_orphaned_temp_files` deletes those
 whose process is gone on this host. `check_writable_dir` says up front whether an output directory
-can be written, before any long work starts.
+can be written, before any long work starts. `file_sha256` is the content hash that binds files to
+each other (snapshot sidecars to their pkl, benchmark results to their generator).
 """
 import contextlib
+import hashlib
 import os
 import re
 import socket
@@ -20,7 +22,7 @@ from typing import IO, Iterator, List, Union
 PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "remove_orphaned_temp_files",
-           "check_writable_dir"]
+           "check_writable_dir", "file_sha256"]
 
 _TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
 
@@ -181,3 +183,12 @@ def check_writable_dir(path: PathLike, what: str = "output directory") -> None:
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)
+
+
+def file_sha256(path: PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

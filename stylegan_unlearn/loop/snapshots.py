@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 import torch
 
-from stylegan_unlearn.fileio import atomic_write, atomic_write_bytes
+from stylegan_unlearn.fileio import atomic_write, atomic_write_bytes, file_sha256
 from stylegan_unlearn.pkl import network_pkl_bytes
 
 SIDECAR_SUFFIX = ".resume.pt"
@@ -90,14 +90,6 @@ def _plain(value: Any, where: str) -> Any:
                      "tensors, numbers, strings and dicts/lists of them")
 
 
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_snapshot(path: str, data: Dict[str, Any], state: Optional[Dict[str, Any]] = None) -> None:
     """Write the resume sidecar (if `state` is given), bound to the pkl's bytes, and then the pkl; both atomic."""
     payload = network_pkl_bytes(data, os.fspath(path))
@@ -141,7 +133,7 @@ def load_sidecar(pkl_path: str, warn: Callable[[str], None] = _print_warning) ->
         warn(f"the resume state {path} was written by an older stylegan-unlearn that did not bind it to its pkl; "
              "using it (delete it to start fresh from the pkl's weights)")
         return state
-    if state.get("pkl_sha256") != _file_sha256(os.fspath(pkl_path)):
+    if state.get("pkl_sha256") != file_sha256(os.fspath(pkl_path)):
         warn(f"ignoring the resume state {path}: it belongs to other contents of {pkl_path} (a write cut short, "
              f"or files from different runs); {fresh}")
         return None
