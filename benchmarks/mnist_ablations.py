@@ -12,17 +12,17 @@ after each row, so the grid can be stopped and continued.
     python3 benchmarks/mnist_ablations.py --digit 1 --network old_generator.pkl
 """
 import argparse
-import glob
 import json
 import os
 import sys
 import time
-from typing import Dict, List
+from typing import Dict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from stylegan_unlearn.ranges import parse_int_ranges  # noqa: E402
 from stylegan_unlearn.fileio import atomic_write_text  # noqa: E402
+from stylegan_unlearn.loop.snapshots import list_snapshots  # noqa: E402
 from stylegan_unlearn.mnist import pipeline  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -61,19 +61,12 @@ def _run(mode: str, outdir: str, options: Dict, log) -> str:
     return os.path.dirname(network)
 
 
-def _kimg(path: str) -> float:
-    return float(os.path.basename(path)[len("network-snapshot-"):-len(".pkl")])
-
-
-def _snapshots(run_dir: str) -> List[str]:
-    return sorted(glob.glob(os.path.join(run_dir, "network-snapshot-*.pkl")), key=_kimg)
-
-
 def stage1_row(name: str, args: Dict, network: str, negatives: str, digit: int, workdir: str, log) -> Dict:
     run_dir = _run("adapt", os.path.join(workdir, f"stage1-{name}"),
                    dict(data=negatives, resume=network, snap=5, **COMMON, **args), log)
-    trajectory = [dict(kimg=_kimg(p), share=round(pipeline.adapted_share(p, digit), 4)) for p in _snapshots(run_dir)]
-    return dict(name=name, args=args, run_dir=run_dir, network=_snapshots(run_dir)[-1], trajectory=trajectory,
+    snaps = list_snapshots(run_dir)
+    trajectory = [dict(kimg=kimg, share=round(pipeline.adapted_share(p, digit), 4)) for kimg, p in snaps]
+    return dict(name=name, args=args, run_dir=run_dir, network=snaps[-1][1], trajectory=trajectory,
                 share=trajectory[-1]["share"])
 
 
@@ -82,24 +75,15 @@ def stage2_row(name: str, args: Dict, network: str, positives: str, adapted: str
     run_dir = _run("unlearn", os.path.join(workdir, f"stage2-{name}"),
                    dict(data=positives, resume=network, adapted=[adapted], snap=2, **COMMON,
                         **dict(STAGE2_BASE, **args)), log)
-    snaps = _snapshots(run_dir)
+    snaps = [(kimg, p) for kimg, p in list_snapshots(run_dir) if kimg > 0]
     settings = pipeline.Settings(digit=digit, eval_seeds=eval_seeds)
-    networks = [("original", network)] + [(f"kimg{_kimg(p):g}", p) for p in snaps if _kimg(p) > 0]
-    summary_path = os.path.join(run_dir, "eval", "summary.json")
-    summary = None
-    if os.path.isfile(summary_path):  # an earlier invocation evaluated these very networks on these seeds
-        with open(summary_path) as f:
-            summary = json.load(f)
-        if ([r["name"] for r in summary["networks"]] != [n for n, _ in networks]
-                or summary.get("num_samples") != len(parse_int_ranges(eval_seeds))):
-            summary = None
-    if summary is None:
-        summary = pipeline.evaluate(networks, settings, reference, os.path.join(run_dir, "eval"))
+    networks = [("original", network)] + [(f"kimg{kimg:g}", p) for kimg, p in snaps]
+    summary = pipeline.evaluate_reusing(networks, settings, reference, os.path.join(run_dir, "eval"))
     original = pipeline.result_row(summary, "original", digit)
     trajectory = []
-    for label, path in networks[1:]:
-        row = pipeline.result_row(summary, label, digit)
-        trajectory.append(dict(kimg=_kimg(path), pul=row["pul"], fid=row["fid"],
+    for kimg, _path in snaps:
+        row = pipeline.result_row(summary, f"kimg{kimg:g}", digit)
+        trajectory.append(dict(kimg=kimg, pul=row["pul"], fid=row["fid"],
                                fid_ratio=row["fid"] / original["fid"], digit_share=row["digit_share"]))
     return dict(name=name, args=args, run_dir=run_dir, original_fid=original["fid"],
                 original_share=original["digit_share"], **{k: trajectory[-1][k] for k in ("pul", "fid", "fid_ratio")},

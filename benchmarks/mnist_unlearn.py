@@ -179,8 +179,9 @@ def select_rows(runs: List[Dict], settings: pipeline.Settings, network: str, ref
         return []
     log(f"== digit {settings.digit}: scoring {settings.unlearn_snapshots} checkpoints per run on "
         f"{pipeline.MONITOR_SEEDS}")
-    picks = {bound: pipeline.select_checkpoints(network, trained, settings, reference,
-                                                os.path.join(root, "monitor"), bound) for bound in SELECT_BOUNDS}
+    candidates = pipeline.score_checkpoints(network, trained, settings, reference, os.path.join(root, "monitor"))
+    picks = {bound: {name: pipeline.pick_checkpoint(found, bound) for name, found in candidates.items()}
+             for bound in SELECT_BOUNDS}
     chosen = sorted({pick["network"] for by_run in picks.values() for pick in by_run.values()})
     labels = {path: f"pick{i}" for i, path in enumerate(chosen)}
     summary = pipeline.evaluate([("original", network)] + [(labels[p], p) for p in chosen], settings, reference,
@@ -199,7 +200,7 @@ def select_rows(runs: List[Dict], settings: pipeline.Settings, network: str, ref
                              fid_ratio=measured["fid"] / original["fid"] if measured["fid"] else None,
                              digit_share=measured["digit_share"],
                              trajectory=[dict(kimg=c["kimg"], pul=c["pul"], fid_ratio=c["fid_ratio"])
-                                         for c in pick["candidates"]]))
+                                         for c in candidates[run["name"]]]))
     return rows
 
 

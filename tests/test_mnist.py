@@ -227,10 +227,24 @@ def test_pick_checkpoint_takes_the_best_pul_within_the_fid_bound():
 
 def test_run_snapshots_lists_a_run_oldest_first_without_kimg_0(tmp_path):
     for name in ("network-snapshot-000000.pkl", "network-snapshot-000012.pkl", "network-snapshot-000004.pkl",
-                 "network-snapshot-000004.pkl.state", "fakes000004.png"):
+                 "network-snapshot-000000.128.pkl", "network-snapshot-000004.pkl.resume.pt", "fakes000004.png"):
         (tmp_path / name).write_bytes(b"x")
     found = pipeline.run_snapshots(str(tmp_path / "network-snapshot-000012.pkl"))
-    assert [p.rsplit("-", 1)[1] for p in found] == ["000004.pkl", "000012.pkl"]
+    assert [(kimg, p.rsplit("-", 1)[1]) for kimg, p in found] == [
+        (0.128, "000000.128.pkl"), (4.0, "000004.pkl"), (12.0, "000012.pkl")]
+
+
+def test_evaluate_reusing_reuses_only_the_same_networks_on_as_many_seeds(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pipeline, "evaluate", lambda networks, settings, reference, out: calls.append(out) or "new")
+    (tmp_path / "summary.json").write_text(json.dumps(
+        {"num_samples": 3, "networks": [{"name": "original"}, {"name": "a"}]}))
+    nets = [("original", "G.pkl"), ("a", "a.pkl")]
+    assert pipeline.evaluate_reusing(nets, pipeline.Settings(eval_seeds="0-2"), "ref.zip", str(tmp_path))["num_samples"] == 3
+    assert calls == []
+    assert pipeline.evaluate_reusing(nets, pipeline.Settings(eval_seeds="0-3"), "ref.zip", str(tmp_path)) == "new"
+    assert pipeline.evaluate_reusing(nets[:1], pipeline.Settings(eval_seeds="0-2"), "ref.zip", str(tmp_path)) == "new"
+    assert len(calls) == 2
 
 
 def test_unlearn_snapshots_spread_stage2_ticks_over_the_run(monkeypatch):

@@ -22,7 +22,7 @@ import os
 import re
 import sys
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ _UNBOUND_VERSION = 1  # written before sidecars recorded their pkl's hash; still
 _SNAPSHOT_NAME = re.compile(r"^network-snapshot-(\d+)(?:\.(\d{3}))?\.pkl$")
 
 __all__ = ["snapshot_path", "image_grid_path", "sidecar_path", "snapshot_modules", "save_snapshot",
-           "load_sidecar", "find_latest_snapshot"]
+           "load_sidecar", "list_snapshots", "find_latest_snapshot"]
 
 
 def _unused_name(run_dir: str, prefix: str, suffix: str, cur_nimg: int) -> str:
@@ -140,13 +140,17 @@ def load_sidecar(pkl_path: str, warn: Callable[[str], None] = _print_warning) ->
     return state
 
 
-def find_latest_snapshot(run_dir: str) -> Optional[str]:
-    """The snapshot pkl with the largest kimg in `run_dir` (either name form), or None."""
-    best, best_key = None, None
+def list_snapshots(run_dir: str) -> List[Tuple[float, str]]:
+    """(kimg, path) of every network snapshot pkl in `run_dir` (either name form), oldest first."""
+    found = []
     for name in os.listdir(run_dir):
         match = _SNAPSHOT_NAME.match(name)
         if match:
-            key = (int(match.group(1)), int(match.group(2) or 0))
-            if best_key is None or key > best_key:
-                best, best_key = os.path.join(run_dir, name), key
-    return best
+            found.append((int(match.group(1)) + int(match.group(2) or 0) / 1000, os.path.join(run_dir, name)))
+    return sorted(found)
+
+
+def find_latest_snapshot(run_dir: str) -> Optional[str]:
+    """The snapshot pkl with the largest kimg in `run_dir` (either name form), or None."""
+    found = list_snapshots(run_dir)
+    return found[-1][1] if found else None

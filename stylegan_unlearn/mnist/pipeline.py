@@ -18,12 +18,13 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from stylegan_unlearn import training
 from stylegan_unlearn.evaluate import evaluate_networks
+from stylegan_unlearn.loop.snapshots import list_snapshots
 from stylegan_unlearn.mnist.coverage import digit_shares, generator_digits, judge_outputs
 from stylegan_unlearn.mnist.data import write_mnist_dataset_zip
 from stylegan_unlearn.mnist.judge import load_judge
@@ -254,6 +255,18 @@ def evaluate(networks: Sequence[tuple], settings: Settings, reference: str, out:
                              device="cpu", log=lambda *_: None)
 
 
+def evaluate_reusing(networks: Sequence[tuple], settings: Settings, reference: str, out: str) -> Dict:
+    """`evaluate`, unless `out` already holds the summary of the same named networks on as many seeds."""
+    summary_path = os.path.join(out, "summary.json")
+    if os.path.isfile(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+        if ([r["name"] for r in summary["networks"]] == [name for name, _ in networks]
+                and summary.get("num_samples") == len(parse_int_ranges(settings.eval_seeds))):
+            return summary
+    return evaluate(networks, settings, reference, out)
+
+
 def report(eval_dir: str, out: str, extra: Sequence[tuple] = (), title: str = "MNIST unlearning") -> Dict:
     seeds = list(range(100000, 100016))
     return write_report(eval_dir, out, extra_networks=list(extra), grid_seeds=seeds, title=title,
@@ -272,11 +285,9 @@ def result_row(summary: Dict, name: str, digit: int) -> Dict:
 MONITOR_SEEDS = "300000-301999"  # checkpoint selection looks only at these, never at the evaluation seeds
 
 
-def run_snapshots(network: str) -> List[str]:
-    """Every network snapshot of the run that wrote `network`, oldest first, kimg 0 excluded."""
-    run_dir = os.path.dirname(network)
-    names = sorted(n for n in os.listdir(run_dir) if n.startswith("network-snapshot-") and n.endswith(".pkl"))
-    return [os.path.join(run_dir, n) for n in names if float(n[len("network-snapshot-"):-len(".pkl")]) > 0]
+def run_snapshots(network: str) -> List[Tuple[float, str]]:
+    """(kimg, path) of every network snapshot of the run that wrote `network`, oldest first, kimg 0 excluded."""
+    return [(kimg, path) for kimg, path in list_snapshots(os.path.dirname(network)) if kimg > 0]
 
 
 def pick_checkpoint(candidates: Sequence[Dict], max_fid_ratio: float) -> Dict:
@@ -290,37 +301,23 @@ def pick_checkpoint(candidates: Sequence[Dict], max_fid_ratio: float) -> Dict:
     return min(candidates, key=lambda c: c["fid_ratio"] if c["fid_ratio"] is not None else 1e9)
 
 
-def select_checkpoints(original: str, runs: Sequence[tuple], settings: Settings, reference: str, out: str,
-                       max_fid_ratio: float, monitor_seeds: str = MONITOR_SEEDS) -> Dict[str, Dict]:
+def score_checkpoints(original: str, runs: Sequence[tuple], settings: Settings, reference: str, out: str,
+                      monitor_seeds: str = MONITOR_SEEDS) -> Dict[str, List[Dict]]:
     """Model selection as the official evaluation does it (every checkpoint of a run is scored), kept honest:
     the snapshots of each (name, final network) run are scored on `monitor_seeds`, disjoint from the
-    evaluation seeds, and the pick (`pick_checkpoint`) is what the caller then evaluates on its own seeds."""
-    networks = [("original", original)]
-    for name, final in runs:
-        networks += [(f"{name}@{os.path.basename(p)[len('network-snapshot-'):-len('.pkl')]}", p)
-                     for p in run_snapshots(final)]
-    summary_path = os.path.join(out, "summary.json")
+    evaluation seeds. Returns each run's candidates for `pick_checkpoint`, whose pick the caller then
+    evaluates on its own seeds."""
+    checkpoints = [(name, kimg, path) for name, final in runs for kimg, path in run_snapshots(final)]
+    networks = [("original", original)] + [(f"{name}@{kimg:g}", path) for name, kimg, path in checkpoints]
     monitor = Settings(**{**settings_dict(settings), "eval_seeds": monitor_seeds})
-    summary = None
-    if os.path.isfile(summary_path):  # reuse an earlier scoring of the very same checkpoints
-        with open(summary_path) as f:
-            summary = json.load(f)
-        if [r["name"] for r in summary["networks"]] != [n for n, _ in networks]:
-            summary = None
-    if summary is None:
-        summary = evaluate(networks, monitor, reference, out)
+    summary = evaluate_reusing(networks, monitor, reference, out)
     base_fid = result_row(summary, "original", settings.digit)["fid"]
-    picks = {}
-    for name, _final in runs:
-        candidates = []
-        for label, path in networks:
-            if label.startswith(name + "@"):
-                row = result_row(summary, label, settings.digit)
-                candidates.append(dict(network=path, kimg=float(label.split("@")[1]), pul=row["pul"], fid=row["fid"],
-                                       fid_ratio=row["fid"] / base_fid if row["fid"] and base_fid else None))
-        if candidates:
-            picks[name] = dict(pick_checkpoint(candidates, max_fid_ratio), candidates=candidates)
-    return picks
+    candidates: Dict[str, List[Dict]] = {}
+    for (label, _path), (name, kimg, path) in zip(networks[1:], checkpoints):
+        row = result_row(summary, label, settings.digit)
+        candidates.setdefault(name, []).append(dict(network=path, kimg=kimg, pul=row["pul"], fid=row["fid"],
+                                                    fid_ratio=row["fid"] / base_fid if row["fid"] and base_fid else None))
+    return candidates
 
 
 def settings_dict(settings: Settings) -> Dict:
