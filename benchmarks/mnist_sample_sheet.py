@@ -10,21 +10,21 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from stylegan_unlearn.images import grid, save_png  # noqa: E402
 from stylegan_unlearn.mnist.coverage import generator_digits  # noqa: E402
 from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-ROWS, COLUMNS, SIDE = 4, 10, 32
+ROWS, COLUMNS = 4, 10
 
 
 def block(network: str, first_seed: int) -> np.ndarray:
-    """ROWS × COLUMNS samples of a network's G_ema as one uint8 image."""
+    """ROWS × COLUMNS samples of a network's G_ema as one HW1 uint8 image."""
     images = generator_digits(load_networks(network, NETWORK_KEYS)["G_ema"], range(first_seed, first_seed + ROWS * COLUMNS))
-    return images.reshape(ROWS, COLUMNS, SIDE, SIDE).transpose(0, 2, 1, 3).reshape(ROWS * SIDE, COLUMNS * SIDE)
+    return grid(images.transpose(0, 2, 3, 1), cols=COLUMNS)
 
 
 def main() -> None:
@@ -44,12 +44,12 @@ def main() -> None:
     unknown = [name for name in wanted if name not in networks]
     if unknown:
         parser.error(f"unknown row(s) {unknown}; the digit has {', '.join(networks)}")
-    separator = np.full((6, COLUMNS * SIDE), 128, np.uint8)
     parts = []
     for network in [result["network"]] + [networks[name] for name in wanted]:
-        parts += [block(network, args.first_seed), separator]
+        sheet = block(network, args.first_seed)
+        parts += [sheet, np.full((6,) + sheet.shape[1:], 128, np.uint8)]
     out = os.path.join(args.results, f"mnist_samples_digit{args.digit}.png")
-    Image.fromarray(np.concatenate(parts[:-1])).save(out)
+    save_png(np.concatenate(parts[:-1]), out)
     print(f"wrote {out}: pretrained, then {', '.join(wanted)}")
 
 
