@@ -175,9 +175,11 @@ def finished_network(outdir: str) -> Optional[str]:
     return None
 
 
-def _common_options(settings: Settings, kimg: float) -> Dict[str, Any]:
-    """Options of both stages: length, batch, the model's own training settings, one snapshot at the end."""
-    options = dict(batch=settings.batch, kimg=kimg, tick=max(kimg / 4, 0.016), snap=1000, workers=0,
+def _common_options(settings: Settings, kimg: float, snapshots: int = 1) -> Dict[str, Any]:
+    """Options of both stages: length, batch, the model's own training settings, and `snapshots` network
+    snapshots spread evenly over the run (one tick each); with 1, four ticks and one snapshot at the end."""
+    tick, snap = (kimg / snapshots, 1) if snapshots > 1 else (kimg / 4, 1000)
+    options = dict(batch=settings.batch, kimg=kimg, tick=max(tick, 0.016), snap=snap, workers=0,
                    seed=settings.seed, **settings.model_options)
     if settings.ema_kimg is not None:
         options["ema_kimg"] = settings.ema_kimg
@@ -209,11 +211,9 @@ def adapt_models(network: str, samples_dir: str, settings: Settings, root: str, 
 def unlearn(network: str, positives_zip: str, adapted: Sequence[str], settings: Settings, outdir: str,
             log=None) -> str:
     """Stage 2: fine-tune θ_G on positives with repulsion from the adapted models."""
-    options = dict(_common_options(settings, settings.unlearn_kimg), data=positives_zip, resume=network,
-                   adapted=list(adapted), repulsion=settings.repulsion, distance=settings.distance,
+    options = dict(_common_options(settings, settings.unlearn_kimg, settings.unlearn_snapshots),
+                   data=positives_zip, resume=network, adapted=list(adapted), repulsion=settings.repulsion, distance=settings.distance,
                    repulsion_weight=settings.repulsion_weight, alpha=settings.alpha, **settings.unlearn_options)
-    if settings.unlearn_snapshots > 1:  # one tick per snapshot, so checkpoints can be compared afterwards
-        options.update(tick=max(settings.unlearn_kimg / settings.unlearn_snapshots, 0.016), snap=1)
     return train("unlearn", outdir, options, settings, log)
 
 
