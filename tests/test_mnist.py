@@ -256,3 +256,11 @@ def test_unlearn_snapshots_spread_stage2_ticks_over_the_run(monkeypatch):
     assert seen["snap"] == 1000  # the default: one snapshot, at the end
     with pytest.raises(ValueError, match="unlearn_snapshots"):
         pipeline.Settings(unlearn_snapshots=0).check()
+
+
+def test_pretraining_export_names_the_threads_the_chunks_recorded():
+    from stylegan_unlearn.mnist import pretrain
+
+    history = [dict(kimg=8.0), dict(kimg=16.0, threads=2), dict(kimg=24.0, threads=1), dict(kimg=32.0, threads=4)]
+    assert pretrain._threads_used(history, 24.0) == "1/2"  # only chunks up to the exported snapshot
+    assert pretrain._threads_used(history[:1], 8.0) == "unrecorded"

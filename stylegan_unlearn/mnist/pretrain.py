@@ -12,7 +12,7 @@ import copy
 import json
 import os
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -128,11 +128,18 @@ def pretrain(outdir: str, kimg: float, chunk_kimg: float = 4.0, init: Optional[s
         latest = snapshots.find_latest_snapshot(run_dir)
         G_ema = load_networks(latest, NETWORK_KEYS)["G_ema"]
         record = probe.measure(G_ema)
-        record.update(tag=os.path.basename(latest), kimg=_kimg_of(latest), chunk_seconds=round(time.time() - started, 1))
+        record.update(tag=os.path.basename(latest), kimg=_kimg_of(latest), chunk_seconds=round(time.time() - started, 1),
+                      threads=torch.get_num_threads())
         coverage.append_history(history_path, record)
         coverage.save_grid(G_ema, os.path.join(outdir, f"grid-{int(round(record['kimg'])):06d}.png"))
         log(coverage.summary_line(dict(record, tag=f"{record['kimg']:06.0f}")))
     return record
+
+
+def _threads_used(history: List[Dict], up_to_kimg: float) -> str:
+    """The thread counts the chunks up to `up_to_kimg` trained with, as recorded ('unrecorded' for older records)."""
+    counts = sorted({r["threads"] for r in history if r["kimg"] <= up_to_kimg and "threads" in r})
+    return "/".join(str(c) for c in counts) or "unrecorded"
 
 
 def export(outdir: str, dest: str, which: str = "best", note: str = "") -> Dict:
@@ -163,7 +170,7 @@ def export(outdir: str, dest: str, which: str = "best", note: str = "") -> Dict:
                   + " && python3 scripts/pretrain_mnist_generator.py --outdir runs/mnist-pretrain --export "
                     f"stylegan_unlearn/assets/mnist_generator.pkl --export-snapshot {tag}",
         note=note, snapshot=tag, kimg=record["kimg"], wall_seconds=round(seconds, 1),
-        hardware=f"shared 2-core CPU, {torch.get_num_threads()} thread(s), torch {torch.__version__}",
+        hardware=f"shared 2-core CPU, {_threads_used(history, record['kimg'])} thread(s), torch {torch.__version__}",
         coverage=dict({k: record[k] for k in ("shares", "covered", "present", "confidence", "fid_judge", "num_samples")},
                       seed_offset=coverage.PROBE_SEED_OFFSET,
                       fid_space="MNIST judge 128-d penultimate features vs all 5,000 real digits (not Inception)"),
