@@ -12,8 +12,10 @@ each, then build every method of the grid:
   * finetune — the same Stage-2 run with repulsion weight 0 (independent of K).
 All networks of a digit are evaluated on the same 5,000 fixed seeds: PUL (judge, target = digit), FID in
 the judge's 128-d feature space against all real digits without the digit, and the share of every digit.
-Finished trainings are reused on a rerun with the same --workdir, and results are written after every
-digit, so the grid can span sessions. Results: benchmarks/results/mnist.json and mnist.md.
+Finished trainings are reused on a rerun with the same --workdir (which is tied to one generator by
+its SHA-256), and results are written after every digit, so the grid can span sessions. With
+--unlearn-snapshots ≥ 2 every trained row also gets checkpoint-selection rows (`select_rows`).
+Results: benchmarks/results/mnist.json and mnist.md.
 
     python3 benchmarks/mnist_unlearn.py --digits 1 --jobs 2      # one digit
     python3 benchmarks/mnist_unlearn.py --digits 1,4,8 --jobs 2  # the full grid
@@ -59,6 +61,22 @@ def _int_list(text: str) -> List[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list of integers, got '{text}'") from None
+
+
+def _bind_workdir(workdir: str, network_sha256: str) -> None:
+    """Tie `workdir` to one generator: its cached trainings are reused on a rerun, so they must be of this one.
+
+    A workdir written before the marker existed is adopted as it is (nothing tells whose trainings it holds)."""
+    marker = os.path.join(workdir, "generator.sha256")
+    if os.path.isfile(marker):
+        with open(marker) as f:
+            found = f.read().strip()
+        if found != network_sha256:
+            raise ValueError(f"--workdir {workdir} holds trainings of another generator (SHA-256 {found[:12]}…, "
+                             f"this one {network_sha256[:12]}…); pass a new --workdir")
+        return
+    os.makedirs(workdir, exist_ok=True)
+    atomic_write_text(marker, network_sha256 + "\n")
 
 
 def _run_seconds(run_dir: str, product: str) -> Optional[float]:
@@ -341,10 +359,15 @@ def main() -> None:
         print(markdown(result))
         return
     network = pipeline.check_assets(args.network)
+    network_sha256 = file_sha256(network)
+    try:
+        _bind_workdir(args.workdir, network_sha256)
+    except ValueError as error:
+        parser.error(str(error))
     base = pipeline.Settings(adapt_kimg=args.adapt_kimg, unlearn_kimg=args.unlearn_kimg, eval_seeds=args.eval_seeds,
                              jobs=args.jobs, unlearn_snapshots=args.unlearn_snapshots)
     grid = [(m, k) for m, k in GRID if m in methods and (k is None or args.max_k is None or k <= args.max_k)]
-    result = dict(network=os.path.abspath(network), network_sha256=file_sha256(network), settings=pipeline.settings_dict(base),
+    result = dict(network=os.path.abspath(network), network_sha256=network_sha256, settings=pipeline.settings_dict(base),
                   grid=dict(digits=list(ALL_DIGITS), rows=[list(mk) for mk in GRID], methods=list(METHODS)),
                   fid_space="MNIST judge 128-d penultimate features (not Inception)", digits={})
     if os.path.isfile(json_path):  # keep digits measured by earlier invocations with the same settings
