@@ -63,7 +63,12 @@ def run_process(rank: int, training_args: Dict[str, Any], num_gpus: int, device_
             training_stats.init_multiprocessing(rank=rank, sync_device=device)
         if rank != 0:
             custom_ops.verbosity = "none"
-        return training_loop(rank=rank, num_gpus=num_gpus, device=device, **training_args)
+        result = training_loop(rank=rank, num_gpus=num_gpus, device=device, **training_args)
+        if num_gpus > 1:
+            # Every rank finishes its last collective before any tears the group down; a gloo rank whose
+            # peer already destroyed the group can abort at exit (SIGABRT) after a complete run.
+            torch.distributed.barrier()
+        return result
     finally:
         if num_gpus > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
