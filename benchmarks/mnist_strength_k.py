@@ -58,6 +58,17 @@ def parse_row(name: str) -> Dict:
     return row
 
 
+def distance_along(network: str) -> List[Tuple[float, float]]:
+    """(kimg, mean repulsion distance d) per tick of the Stage-2 run that wrote `network` (its stats.jsonl)."""
+    points = []
+    with open(os.path.join(os.path.dirname(network), "stats.jsonl")) as f:
+        for line in f:
+            tick = json.loads(line)
+            if "Loss/G/distance" in tick:
+                points.append((round(tick["Progress/kimg"]["mean"], 1), tick["Loss/G/distance"]["mean"]))
+    return points
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--digit", type=int, default=1)
@@ -65,6 +76,8 @@ def main() -> None:
     parser.add_argument("--rows", required=True, help="comma-separated rows like k1-a0.02-w50")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--results", default=RESULTS_DIR)
+    parser.add_argument("--stem", default="mnist_strength_k",
+                        help="results file names: STEM_digitD.{json,md} (they hold this invocation's rows only)")
     args = parser.parse_args()
     try:
         rows = [parse_row(name) for name in args.rows.split(",") if name]
@@ -102,7 +115,8 @@ def main() -> None:
     for row, (name, path, seconds) in zip(rows, trained):
         got = pipeline.result_row(summary, name, args.digit)
         result_rows.append(dict(row, network=path, seconds=seconds, pul=got["pul"], fid=got["fid"],
-                                fid_ratio=got["fid"] / original["fid"], digit_share=got["digit_share"]))
+                                fid_ratio=got["fid"] / original["fid"], digit_share=got["digit_share"],
+                                distance_along=distance_along(path)))
     control = pipeline.result_row(summary, "finetune", args.digit)
     result = dict(digit=args.digit, num_eval_samples=summary["num_samples"], original_fid=original["fid"],
                   finetune=dict(pul=control["pul"], fid_ratio=control["fid"] / original["fid"]), rows=result_rows)
@@ -110,13 +124,16 @@ def main() -> None:
              f"{summary['num_samples']} seeds)",
              "", "θ_N = the benchmark's adapted models; fine-tune control: PUL "
              f"{control['pul']:.1f} % at FID ×{control['fid'] / original['fid']:.2f}.", "",
-             "| row | form | distance | K | α | w | PUL % | FID ratio |", "|---|---|---|---:|---:|---:|---:|---:|"]
+             "| row | form | distance | K | α | w | PUL % | FID ratio | d along the run (kimg: d) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for r in result_rows:
         alpha = "–" if r["alpha"] is None else f"{r['alpha']:g}"
         lines.append(f"| {r['name']} | {r['form']} | {r['distance']} | {r['k']} | {alpha} | {r['weight']:g} | "
-                     f"{r['pul']:.1f} | {r['fid_ratio']:.2f} |")
+                     f"{r['pul']:.1f} | {r['fid_ratio']:.2f} | "
+                     + ", ".join(f"{kimg:g}: {d:.3g}" for kimg, d in r["distance_along"][::2] + r["distance_along"][-1:])
+                     + " |")
     os.makedirs(args.results, exist_ok=True)
-    stem = os.path.join(args.results, f"mnist_strength_k_digit{args.digit}")
+    stem = os.path.join(args.results, f"{args.stem}_digit{args.digit}")
     atomic_write_text(stem + ".json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(stem + ".md", "\n".join(lines) + "\n")
     print("\n".join(lines))

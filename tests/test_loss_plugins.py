@@ -224,6 +224,24 @@ def test_repulsion_training_moves_away_from_the_adapted_networks():
     assert all(torch.isfinite(p).all() for p in G.parameters())
 
 
+def test_task_distance_through_the_plugin_is_one_at_the_start_and_grows_along_the_task_vector(stats):
+    """RepulsionLoss with distance='task': d = 1 where unlearning starts; moving G by γ along θ_G − μ
+    (μ the adapted models' mean) gives d = (1 + γ)², as the extrapolation baseline's θ_G + γ(θ_G − μ)."""
+    G, D = tiny_networks()
+    adapted = adapted_copies(G, k=2)
+    loss = training_hooks.RepulsionLoss("cpu", G.mapping, G.synthesis, D, adapted=adapted, repulsion="nl2",
+                                        repulsion_weight=1.0, distance="task", params="synthesis")
+    assert loss.generator_penalty.distance().item() == pytest.approx(1.0, rel=1e-4)
+    theirs = [dict(net.named_parameters()) for net in adapted]
+    with torch.no_grad():
+        for name, p in select_params(G, "synthesis"):
+            centre = sum(t[name] for t in theirs) / len(theirs)
+            p.add_(0.5 * (p - centre))
+    assert loss.generator_penalty.distance().item() == pytest.approx(1.5 ** 2, rel=1e-4)
+    assert loss.generator_penalty().item() == pytest.approx(-1.5 ** 2, rel=1e-4)
+    assert stats["Loss/G/distance"][-1].item() == pytest.approx(1.5 ** 2, rel=1e-4)
+
+
 def test_constructed_by_name_with_json_kwargs_from_pkl_paths(tmp_path):
     from stylegan_unlearn.pkl import save_network_pkl
 

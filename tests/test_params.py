@@ -168,3 +168,29 @@ def test_relative_distance_is_one_at_the_start_and_in_units_of_it():
         P.distance(start, anchors, mode="relative")
     with pytest.raises(ValueError, match="coincide"):
         P.distance(start, [start], mode="relative", reference=start)
+
+
+def test_task_distance_measures_progress_along_the_task_vector_only():
+    """d = (⟨θ − μ, τ⟩ / ‖τ‖²)² with τ = θ_start − μ: 1 at the start, (1 + γ)² at the extrapolation
+    θ_start + γτ, unchanged by a move orthogonal to τ, and its gradient points along τ only."""
+    gen = torch.Generator().manual_seed(1)
+    start = [torch.randn(6, generator=gen), torch.randn(3, 2, generator=gen)]
+    anchors = [[t + 0.1 * torch.randn(t.shape, generator=gen) for t in start] for _ in range(2)]
+    centre = [torch.stack([a[i] for a in anchors]).mean(0) for i in range(len(start))]
+    tau = [s - c for s, c in zip(start, centre)]
+    tau_sq = sum(float((t ** 2).sum()) for t in tau)
+    assert P.distance(start, anchors, mode="task", reference=start).item() == pytest.approx(1.0, rel=1e-5)
+    extrapolated = [s + 0.7 * t for s, t in zip(start, tau)]
+    assert P.distance(extrapolated, anchors, mode="task", reference=start).item() == pytest.approx(1.7 ** 2, rel=1e-5)
+    noise = [torch.randn(t.shape, generator=gen) for t in start]
+    along = sum(float((n * t).sum()) for n, t in zip(noise, tau)) / tau_sq
+    orthogonal = [n - along * t for n, t in zip(noise, tau)]
+    drifted = [s + 5.0 * o for s, o in zip(start, orthogonal)]
+    assert P.distance(drifted, anchors, mode="task", reference=start).item() == pytest.approx(1.0, rel=1e-4)
+    assert P.distance(drifted, anchors, mode="relative", reference=start).item() > 10.0  # ℓ2 sees the drift
+    theta = [d.clone().requires_grad_(True) for d in drifted]
+    P.distance(theta, anchors, mode="task", reference=start).backward()
+    for g, t in zip((p.grad for p in theta), tau):  # ∂d/∂θ = 2·s·τ/‖τ‖² with s = 1 here
+        torch.testing.assert_close(g, 2.0 * t / tau_sq, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="starting parameters"):
+        P.distance(start, anchors, mode="task")

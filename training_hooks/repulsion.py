@@ -5,15 +5,16 @@ generator away from K ≥ 1 adapted ("negative") networks θ_N^1..θ_N^K with
   * ``il2`` = w / d,  ``nl2`` = −w·d,  ``el2`` = w·exp(−α·d)   (`stylegan_unlearn.method.repulsion`)
   * d over the selected parameters, averaged over the K networks: ``relative`` (the paper's
     Σ(θ − θ_N)² in units of its value at the start, the default), ``l2``, ``tensor-mean`` or
-    ``official`` (exactly the official code's d) — see `stylegan_unlearn.method.params`.
+    ``official`` (exactly the official code's d), or ``task`` (the squared progress along θ_G − μ, which
+    ignores drift across that direction; not in the paper) — see `stylegan_unlearn.method.params`.
 The adapted networks' **G_ema** weights are used (as the official code reads `g_ema`), loaded once
 and never read from disk again. The term is added to the generator's main phase (Gmain/Gboth),
 scaled by `gain`, and reported as `Loss/G/repulsion` with the distance as `Loss/G/distance`. With
 `start_from` (the patch blocks pass the `--resume` pkl) G first takes that pkl's G_ema, where the
 method starts unlearning (`stylegan_unlearn.method.anchors`).
 
-Defaults (the option table `stylegan_unlearn.method.options`): EL2 on the ``relative`` distance with
-w = 10 and α = 0.1 (measured on MNIST), all generator parameters repelled (``params='all'``) as in the
+Defaults (the option table `stylegan_unlearn.method.options`): NL2 on the ``relative`` distance with
+w = 0.1 (measured on MNIST; EL2 defaults to w = 10, α = 0.1 there), all generator parameters repelled (``params='all'``) as in the
 official code; with ``distance='official'`` the default weights are the official code's
 (`stylegan_unlearn.method.repulsion.default_weight`).
 """
@@ -30,8 +31,8 @@ class RepulsionLoss(StyleGAN2Loss):
 
     Extra keyword arguments (all JSON-serialisable): `adapted` (list of pkl paths, K ≥ 1),
     `repulsion` ('il2' | 'nl2' | 'el2', default 'nl2'), `repulsion_weight` (w; default per form and
-    distance), `alpha` (EL2; default per distance), `distance` ('relative' | 'l2' | 'tensor-mean' |
-    'official', default 'relative'), `params` ('synthesis' | 'all', default 'all'), `start_from` (a pkl
+    distance), `alpha` (EL2; default per distance), `distance` ('relative' | 'task' | 'l2' |
+    'tensor-mean' | 'official', default 'relative'), `params` ('synthesis' | 'all', default 'all'), `start_from` (a pkl
     whose G_ema G starts at; None keeps G as handed over).
     """
 

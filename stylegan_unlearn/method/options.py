@@ -65,9 +65,9 @@ OPTIONS: Tuple[MethodOption, ...] = (
                  default_note="relative/l2 0.1; official/tensor-mean 1"),
     MethodOption("distance", "choice",
                  "Parameter distance for the repulsion: relative = |theta-mean theta_N|^2 in units of its value at "
-                 "the start; l2 = the paper's sum of squares; tensor-mean = mean of per-tensor mean squares; official = "
+                 "the start; task = (progress along theta_G - mean theta_N)^2, 1 at the start, blind to drift across it; l2 = the paper's sum of squares; tensor-mean = mean of per-tensor mean squares; official = "
                  "the official code's d (K^2/2 x tensor-mean), whose default weights reproduce its strength",
-                 stages=("unlearn",), default="relative", choices=("relative", "l2", "tensor-mean", "official"),
+                 stages=("unlearn",), default="relative", choices=("relative", "task", "l2", "tensor-mean", "official"),
                  loss_kwarg="distance"),
     MethodOption("ewc_lambda", "float", "EWC weight lambda", stages=("adapt",), default=5e8, loss_kwarg="ewc_lambda"),
     MethodOption("fisher_samples", "int", "Generated samples for the EWC Fisher estimate", stages=("adapt",),

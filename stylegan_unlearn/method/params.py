@@ -24,6 +24,11 @@ Distances (`distance`), against K ≥ 1 anchor parameter sets θ_N^1..θ_N^K, ov
     for K > 1 it leaves out the anchors' spread, a constant that would only weaken the push). EL2's α
     then says how many starting distances the push lasts, and the per-element force follows how far
     Stage 1 moved each element on average.
+  * ``'task'`` — progress along the task vector τ = θ_start − μ (the direction Stage 1 moved, reversed):
+    d = s² with s = ⟨θ − μ, τ⟩ / ‖τ‖², so d = 1 at θ_start and s = 1 + γ at the extrapolation
+    θ_start + γ·τ. Unlike the ℓ2 distances it does not grow with the GAN's own drift orthogonal to τ,
+    so the repulsion pushes only along τ instead of amplifying that drift (not in the paper; measured
+    in benchmarks/results/mnist_strength_k_digit*.md).
   * ``'official'`` — exactly the official code's d: (K/2)·(1/P)·Σ_p Σ_k mean_elements (θ_p − θ_N,p^k)²,
     which is K²/2 × ``tensor-mean`` (½ at K = 1, 12.5 at its K = 5). Its weights and α (EL2 weight 100
     with α = 1 in the official MNIST runs) mean what they meant there only with this distance.
@@ -44,7 +49,8 @@ __all__ = [
 ]
 
 PARAM_MODES = ("synthesis", "all")
-DISTANCE_MODES = ("l2", "tensor-mean", "official", "relative")
+DISTANCE_MODES = ("l2", "tensor-mean", "official", "relative", "task")
+_NEEDS_REFERENCE = ("relative", "task")
 
 _SG2_SYNTHESIS_CONV = re.compile(r"^synthesis\.b(\d+)\.conv[01]\.")
 _SG3_SYNTHESIS_LAYER = re.compile(r"^synthesis\.L(\d+)_")
@@ -129,7 +135,7 @@ def _tensor_weights(shapes: Sequence[torch.Size], mode: str, num_anchors: int) -
     """Per-tensor weights w_p of d = mean_k Σ_p w_p ‖θ_p − θ_N,p^k‖² for distance `mode`."""
     if mode not in DISTANCE_MODES:
         raise ValueError(f"unknown distance {mode!r}; use one of {', '.join(DISTANCE_MODES)}")
-    if mode in ("l2", "relative"):
+    if mode in ("l2", "relative", "task"):
         return [1.0] * len(shapes)
     scale = num_anchors ** 2 / 2 if mode == "official" else 1.0
     count = len(shapes)
@@ -141,7 +147,8 @@ class AnchorSet:
 
     `anchors` is a list over the K networks of lists of tensors, each aligned with the parameters
     the distance will later be measured for. Tensors are copied, detached, onto `device`.
-    `reference` (the starting parameters) is required by the ``'relative'`` distance, whose unit it sets.
+    `reference` (the starting parameters) is required by the ``'relative'`` and ``'task'`` distances,
+    whose unit (and, for ``'task'``, direction) it sets.
     """
 
     def __init__(self, anchors: Sequence[Sequence[torch.Tensor]], mode: str = "l2",
@@ -171,20 +178,30 @@ class AnchorSet:
         self.means = means
         self.spread = spread
         self.unit = 1.0
-        if mode == "relative":
+        self.task: Optional[List[torch.Tensor]] = None
+        if mode in _NEEDS_REFERENCE:
             if reference is None:
-                raise ValueError("the 'relative' distance needs the starting parameters (reference=...)")
+                raise ValueError(f"the {mode!r} distance needs the starting parameters (reference=...)")
             self.spread = 0.0
             with torch.no_grad():
                 unit = float(self.distance(reference))
             if not unit > 0:
-                raise ValueError("the starting parameters coincide with the centre of the adapted networks; the "
-                                 "'relative' distance has no unit (pass networks made by --mode=adapt)")
+                raise ValueError(f"the starting parameters coincide with the centre of the adapted networks; the "
+                                 f"{mode!r} distance has no unit (pass networks made by --mode=adapt)")
             self.weights = [w / unit for w in self.weights]
             self.unit = unit
+        if mode == "task":
+            with torch.no_grad():  # τ / ‖τ‖², so that s = ⟨θ − μ, τ⟩ / ‖τ‖² is one fused dot product
+                self.task = [((r.detach().to(m) - m) / unit).contiguous() for r, m in zip(reference, self.means)]
 
     def distance(self, params: Sequence[torch.Tensor]) -> torch.Tensor:
-        """d(θ) averaged over the K anchors; a differentiable scalar."""
+        """d(θ) averaged over the K anchors (for ``'task'``: the squared progress along τ); a differentiable scalar."""
+        if self.task is not None:
+            if len(params) != len(self.means):
+                raise ValueError(f"got {len(params)} parameters but {len(self.means)} anchors")
+            diffs = torch._foreach_sub(list(params), self.means)
+            progress = torch.stack([(d * t).sum() for d, t in zip(diffs, self.task)]).float().sum()
+            return progress.square()
         return weighted_sq_distance(params, self.means, self.weights) + self.spread
 
 
