@@ -69,6 +69,11 @@ def distance_along(network: str) -> List[Tuple[float, float]]:
     return points
 
 
+def _every_other_and_last(points: List) -> List:
+    picked = points[::2]
+    return picked + points[-1:] if points and (len(points) - 1) % 2 else picked
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--digit", type=int, default=1)
@@ -130,7 +135,7 @@ def main() -> None:
         alpha = "–" if r["alpha"] is None else f"{r['alpha']:g}"
         lines.append(f"| {r['name']} | {r['form']} | {r['distance']} | {r['k']} | {alpha} | {r['weight']:g} | "
                      f"{r['pul']:.1f} | {r['fid_ratio']:.2f} | "
-                     + ", ".join(f"{kimg:g}: {d:.3g}" for kimg, d in r["distance_along"][::2] + r["distance_along"][-1:])
+                     + ", ".join(f"{kimg:g}: {d:.3g}" for kimg, d in _every_other_and_last(r["distance_along"]))
                      + " |")
     os.makedirs(args.results, exist_ok=True)
     stem = os.path.join(args.results, f"{args.stem}_digit{args.digit}")
