@@ -19,8 +19,8 @@ from stylegan_unlearn.method.penalties import load_adapted_generator  # noqa: E4
 from stylegan_unlearn.mnist import pipeline  # noqa: E402
 
 
-def _tensors(pkl: str, names):
-    params = dict(load_adapted_generator(pkl).named_parameters())
+def _tensors(generator, names):
+    params = dict(generator.named_parameters())
     return [params[n].detach() for n in names]
 
 
@@ -35,9 +35,10 @@ def main() -> None:
     adapted = [pipeline.finished_network(os.path.join(root, f"adapt{i}")) for i in range(args.k)]
     if not all(adapted):
         parser.error(f"{root} lacks finished adapt0..{args.k - 1} runs; run mnist_unlearn.py first")
-    names = [n for n, _ in select_params(load_adapted_generator(pipeline.check_assets(None)), "all")]
-    start = _tensors(pipeline.check_assets(None), names)
-    anchors = [_tensors(path, names) for path in adapted]
+    pretrained = load_adapted_generator(pipeline.check_assets(None))
+    names = [n for n, _ in select_params(pretrained, "all")]
+    start = _tensors(pretrained, names)
+    anchors = [_tensors(load_adapted_generator(path), names) for path in adapted]
     relative = AnchorSet(anchors, "relative", reference=start)
     task = AnchorSet(anchors, "task", reference=start)
     print("| run | relative d | task s² | across (d − s²) |\n|---|---:|---:|---:|")
@@ -45,7 +46,7 @@ def main() -> None:
         network = pipeline.finished_network(os.path.join(root, run))
         if not network:
             parser.error(f"{os.path.join(root, run)} has no finished network")
-        theta = _tensors(network, names)
+        theta = _tensors(load_adapted_generator(network), names)
         d, s2 = float(relative.distance(theta)), float(task.distance(theta))
         print(f"| {run} | {d:.2f} | {s2:.2f} | {d - s2:.2f} |")
 

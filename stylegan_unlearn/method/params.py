@@ -26,9 +26,9 @@ Distances (`distance`), against K ≥ 1 anchor parameter sets θ_N^1..θ_N^K, ov
     Stage 1 moved each element on average.
   * ``'task'`` — progress along the task vector τ = θ_start − μ (the direction Stage 1 moved, reversed):
     d = s² with s = ⟨θ − μ, τ⟩ / ‖τ‖², so d = 1 at θ_start and s = 1 + γ at the extrapolation
-    θ_start + γ·τ. Unlike the ℓ2 distances it does not grow with the GAN's own drift orthogonal to τ,
-    so the repulsion pushes only along τ instead of amplifying that drift (not in the paper; measured
-    in benchmarks/results/mnist_strength_k_digit*.md).
+    θ_start + γ·τ. Unlike the ℓ2 distances it does not grow with motion orthogonal to τ, so the
+    repulsion pushes only along τ instead of also amplifying moves across it (not in the paper;
+    measured in benchmarks/results/mnist_task_distance_digit*.md).
   * ``'official'`` — exactly the official code's d: (K/2)·(1/P)·Σ_p Σ_k mean_elements (θ_p − θ_N,p^k)²,
     which is K²/2 × ``tensor-mean`` (½ at K = 1, 12.5 at its K = 5). Its weights and α (EL2 weight 100
     with α = 1 in the official MNIST runs) mean what they meant there only with this distance.
