@@ -23,23 +23,33 @@ from typing import Dict, List, Tuple
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from stylegan_unlearn.fileio import atomic_write_text  # noqa: E402
+from stylegan_unlearn.method.params import DISTANCE_MODES  # noqa: E402
 from stylegan_unlearn.mnist import pipeline  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 FORMS = ("el2", "nl2", "il2")
+# Stage-2 GAN options a row can change (name part -> training option): 'noaug', 'r10' (R1 γ), 'glr0.004', 'dlr0.004'.
+GAN_PREFIXES = (("glr", "glr"), ("dlr", "dlr"), ("r", "gamma"))
 
 
 def parse_row(name: str) -> Dict:
     """'k5-a0.02-w50' -> K 5, α 0.02, w 50 (EL2, relative); optional parts: a form ('nl2') and a distance.
 
-    'k1-nl2-w0.1' is NL2 with weight 0.1 at K = 1 (α unused); 'k1-a0.1-w10-moved' names the distance.
+    'k1-nl2-w0.1' is NL2 with weight 0.1 at K = 1 (α unused); 'k1-a0.1-w10-moved' names the distance;
+    'k1-nl2-w0-noaug-r10' is a fine-tune (weight 0) without augmentation at R1 γ 10.
     """
-    row = dict(name=name, k=None, alpha=None, weight=None, form="el2", distance="relative")
+    row = dict(name=name, k=None, alpha=None, weight=None, form="el2", distance="relative", options={})
     try:
         for part in name.split("-"):
-            if part in FORMS:
+            gan = [(option, part[len(prefix):]) for prefix, option in GAN_PREFIXES
+                   if part.startswith(prefix) and part[len(prefix):][:1].isdigit()]
+            if part == "noaug":
+                row["options"]["aug"] = "noaug"
+            elif gan:
+                row["options"][gan[0][0]] = float(gan[0][1])
+            elif part in FORMS:
                 row["form"] = part
             elif part[0] == "k" and part[1:].isdigit():
                 row["k"] = int(part[1:])
@@ -47,8 +57,10 @@ def parse_row(name: str) -> Dict:
                 row["alpha"] = float(part[1:])
             elif part[0] == "w":
                 row["weight"] = float(part[1:])
-            else:
+            elif part in DISTANCE_MODES:
                 row["distance"] = part
+            else:
+                raise ValueError(part)
     except (ValueError, IndexError):
         complete = False
     else:
@@ -56,6 +68,15 @@ def parse_row(name: str) -> Dict:
     if not complete:
         raise argparse.ArgumentTypeError(f"a row is named like k5-a0.02-w50 or k1-nl2-w0.1, got '{name}'")
     return row
+
+
+def stage2_options(changes: Dict) -> Dict:
+    """The benchmark's Stage-2 training options with a row's changes ('aug': 'noaug' drops p and augpipe)."""
+    options = dict(pipeline.UNLEARN_OPTIONS, **changes)
+    if options.get("aug") == "noaug":
+        options.pop("p", None)
+        options.pop("augpipe", None)
+    return options
 
 
 def distance_along(network: str) -> List[Tuple[float, float]]:
@@ -91,9 +112,8 @@ def main() -> None:
     root = os.path.join(args.workdir, f"digit{args.digit}")
     samples = os.path.join(root, "samples")
     adapted = [pipeline.finished_network(os.path.join(root, f"adapt{i}")) for i in range(max(row["k"] for row in rows))]
-    finetune = pipeline.finished_network(os.path.join(root, "finetune"))
-    if not all(adapted) or not finetune:
-        parser.error(f"{root} lacks finished adapt0..{len(adapted) - 1} or finetune runs; run mnist_unlearn.py first")
+    if not all(adapted):
+        parser.error(f"{root} lacks finished adapt0..{len(adapted) - 1} runs; run mnist_unlearn.py first")
     network = pipeline.check_assets(None)
     settings = pipeline.Settings(digit=args.digit, jobs=args.jobs)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
@@ -105,13 +125,16 @@ def main() -> None:
         if done:
             return name, done, 0.0
         run = dataclasses.replace(settings, repulsion=row["form"], alpha=row["alpha"], repulsion_weight=row["weight"],
-                                  distance=row["distance"])
+                                  distance=row["distance"], unlearn_options=stage2_options(row["options"]))
         started = time.time()
         path = pipeline.unlearn(network, os.path.join(samples, "positives.zip"), adapted[:k], run, outdir, log=log)
         return name, path, round(time.time() - started, 1)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         trained = list(pool.map(one, rows))
+    finetune = pipeline.finished_network(os.path.join(root, "finetune"))
+    if not finetune:  # checked only now, so rows can train while mnist_unlearn.py is still on its Stage 2
+        parser.error(f"{root} lacks a finished finetune run (the control); run mnist_unlearn.py first")
     networks = [("original", network), ("finetune", finetune)] + [(name, path) for name, path, _ in trained]
     reference = pipeline.write_reference(args.workdir, args.digit)
     summary = pipeline.evaluate(networks, settings, reference, os.path.join(root, "eval-strength"))
@@ -129,11 +152,13 @@ def main() -> None:
              f"{summary['num_samples']} seeds)",
              "", "θ_N = the benchmark's adapted models; fine-tune control: PUL "
              f"{control['pul']:.1f} % at FID ×{control['fid'] / original['fid']:.2f}.", "",
-             "| row | form | distance | K | α | w | PUL % | FID ratio | d along the run (kimg: d) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+             "| row | form | distance | Stage-2 GAN changes | K | α | w | PUL % | FID ratio | d along the run (kimg: d) |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
     for r in result_rows:
         alpha = "–" if r["alpha"] is None else f"{r['alpha']:g}"
-        lines.append(f"| {r['name']} | {r['form']} | {r['distance']} | {r['k']} | {alpha} | {r['weight']:g} | "
+        changes = " ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                           for key, value in r["options"].items()) or "–"
+        lines.append(f"| {r['name']} | {r['form']} | {r['distance']} | {changes} | {r['k']} | {alpha} | {r['weight']:g} | "
                      f"{r['pul']:.1f} | {r['fid_ratio']:.2f} | "
                      + ", ".join(f"{kimg:g}: {d:.3g}" for kimg, d in _every_other_and_last(r["distance_along"]))
                      + " |")
