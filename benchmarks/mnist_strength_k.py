@@ -30,22 +30,27 @@ RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"
 
 
 FORMS = ("el2", "nl2", "il2")
-# Stage-2 GAN options a row can change (name part -> training option): 'noaug', 'r10' (R1 γ), 'glr0.004', 'dlr0.004'.
-GAN_PREFIXES = (("glr", "glr"), ("dlr", "dlr"), ("r", "gamma"))
+# Stage-2 GAN options a row can change (name part -> training option): 'noaug', 'r10' (R1 γ), 'glr0.004', 'dlr0.004',
+# 'ema1' (G_ema half-life in kimg).
+GAN_PREFIXES = (("glr", "glr"), ("dlr", "dlr"), ("ema", "ema_kimg"), ("r", "gamma"))
 
 
 def parse_row(name: str) -> Dict:
     """'k5-a0.02-w50' -> K 5, α 0.02, w 50 (EL2, relative); optional parts: a form ('nl2') and a distance.
 
     'k1-nl2-w0.1' is NL2 with weight 0.1 at K = 1 (α unused); 'k1-a0.1-w10-moved' names the distance;
-    'k1-nl2-w0-noaug-r10' is a fine-tune (weight 0) without augmentation at R1 γ 10.
+    'k1-nl2-w0-noaug-r10' is a fine-tune (weight 0) without augmentation at R1 γ 10; 'pos0.05' trains on
+    the positives the judge gives P(digit) ≤ 0.05 (`pipeline.confident_positives`).
     """
-    row = dict(name=name, k=None, alpha=None, weight=None, form="el2", distance="relative", options={})
+    row = dict(name=name, k=None, alpha=None, weight=None, form="el2", distance="relative", options={},
+               positives_max=None)
     try:
         for part in name.split("-"):
             gan = [(option, part[len(prefix):]) for prefix, option in GAN_PREFIXES
                    if part.startswith(prefix) and part[len(prefix):][:1].isdigit()]
-            if part == "noaug":
+            if part.startswith("pos"):
+                row["positives_max"] = float(part[3:])
+            elif part == "noaug":
                 row["options"]["aug"] = "noaug"
             elif gan:
                 row["options"][gan[0][0]] = float(gan[0][1])
@@ -127,7 +132,10 @@ def main() -> None:
         run = dataclasses.replace(settings, repulsion=row["form"], alpha=row["alpha"], repulsion_weight=row["weight"],
                                   distance=row["distance"], unlearn_options=stage2_options(row["options"]))
         started = time.time()
-        path = pipeline.unlearn(network, os.path.join(samples, "positives.zip"), adapted[:k], run, outdir, log=log)
+        positives = os.path.join(samples, "positives.zip")
+        if row["positives_max"] is not None:
+            positives = pipeline.confident_positives(positives, args.digit, row["positives_max"])[0]
+        path = pipeline.unlearn(network, positives, adapted[:k], run, outdir, log=log)
         return name, path, round(time.time() - started, 1)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -156,8 +164,11 @@ def main() -> None:
              "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
     for r in result_rows:
         alpha = "–" if r["alpha"] is None else f"{r['alpha']:g}"
-        changes = " ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
-                           for key, value in r["options"].items()) or "–"
+        changes = [f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                   for key, value in r["options"].items()]
+        if r["positives_max"] is not None:
+            changes.append(f"positives with P(digit) ≤ {r['positives_max']:g}")
+        changes = " ".join(changes) or "–"
         lines.append(f"| {r['name']} | {r['form']} | {r['distance']} | {changes} | {r['k']} | {alpha} | {r['weight']:g} | "
                      f"{r['pul']:.1f} | {r['fid_ratio']:.2f} | "
                      + ", ".join(f"{kimg:g}: {d:.3g}" for kimg, d in _every_other_and_last(r["distance_along"]))

@@ -264,3 +264,21 @@ def test_pretraining_export_names_the_threads_the_chunks_recorded():
     history = [dict(kimg=8.0), dict(kimg=16.0, threads=2), dict(kimg=24.0, threads=1), dict(kimg=32.0, threads=4)]
     assert pretrain._threads_used(history, 24.0) == "1/2"  # only chunks up to the exported snapshot
     assert pretrain._threads_used(history[:1], 8.0) == "unrecorded"
+
+
+def test_confident_positives_drop_the_samples_the_judge_doubts(tmp_path):
+    """A zip of real 4s and 9s: the kept images all have P(4) ≤ 0.05 by the judge, the 4s are the ones dropped."""
+    source = tmp_path / "positives.zip"
+    data.write_mnist_dataset_zip(str(source), digits=[4, 9], split="heldout")
+    names, images, _, _ = read_zip(str(source))
+    path, kept, dropped = pipeline.confident_positives(str(source), 4, 0.05)
+    assert kept + dropped == len(names) and kept > 0 and dropped > 0
+    _, kept_images, labels, _ = read_zip(path)
+    assert len(kept_images) == kept and labels is None
+    with torch.no_grad():
+        p4 = judge.load_judge()(judge.judge_input(kept_images)).softmax(1)[:, 4]
+    assert float(p4.max()) <= 0.05
+    assert dropped >= 0.8 * len(names) / 2  # about the half that are real 4s
+    assert pipeline.confident_positives(str(source), 4, 0.05) == (path, kept, dropped)  # reused, same split
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        pipeline.confident_positives(str(source), 4, 1.5)

@@ -20,14 +20,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from stylegan_unlearn import training
+from stylegan_unlearn.data import ImageDataset, write_image_dataset
 from stylegan_unlearn.evaluate import evaluate_networks
 from stylegan_unlearn.loop.snapshots import list_snapshots
 from stylegan_unlearn.mnist.coverage import digit_shares, generator_digits, judge_outputs
 from stylegan_unlearn.mnist.data import write_mnist_dataset_zip
-from stylegan_unlearn.mnist.judge import load_judge
+from stylegan_unlearn.mnist.judge import judge_input, load_judge
 from stylegan_unlearn.pkl import NETWORK_KEYS, load_networks
 from stylegan_unlearn.ranges import parse_int_ranges
 from stylegan_unlearn.report import write_report
@@ -121,6 +123,28 @@ def collect(network: str, settings: Settings, outdir: str) -> Dict:
         raise ValueError(f"the generator made no digit {settings.digit} among seeds {settings.collect_seeds}; "
                          "nothing to unlearn")
     return summary
+
+
+def confident_positives(positives_zip: str, digit: int, max_probability: float) -> Tuple[str, int, int]:
+    """The positives the judge gives P(digit) ≤ `max_probability`, as a sibling zip (reused when written).
+
+    Arg-max filtering keeps doubtful samples (a 4 the judge calls a 9 at P(4) = 0.4) among the
+    positives, and Stage 2 then trains the generator to make them. Returns (path, kept, dropped).
+    """
+    if not 0 < max_probability < 1:
+        raise ValueError(f"the largest kept P(digit) must lie between 0 and 1, got {max_probability}")
+    path = os.path.join(os.path.dirname(positives_zip), f"positives-p{digit}-below{max_probability:g}.zip")
+    dataset = ImageDataset(positives_zip)
+    images = np.stack([dataset[i][0] for i in range(len(dataset))])  # [N, C, H, W] uint8
+    judge = load_judge()
+    with torch.no_grad():
+        probability = torch.cat([judge(chunk).softmax(1)[:, digit] for chunk in judge_input(images).split(500)])
+    keep = (probability <= max_probability).numpy()
+    if not keep.any():
+        raise ValueError(f"no positive in {positives_zip} has P({digit}) ≤ {max_probability:g}")
+    if not os.path.isfile(path):
+        write_image_dataset(path, images[keep].transpose(0, 2, 3, 1))
+    return path, int(keep.sum()), int((~keep).sum())
 
 
 def _train_in_child(options: Dict[str, Any], log_path: str, threads: int) -> None:
