@@ -7,7 +7,9 @@ weight, α and distance (EL2 on `relative` unless the row names others), then ev
 the benchmark's pretrained model and fine-tune control on the same fixed seeds. The questions it
 answers: does the EL2 push fade at K > 1 because d grows faster there (its unit ‖θ_G − μ‖² shrinks
 as the K models' noise averages out); does a slower decay (smaller α at the same starting push w·α)
-help at both K; and how do the other forms compare on the same θ_N?
+help at both K; and how do the other forms compare on the same θ_N? Rows can also change the Stage-2
+GAN options (augmentation, R1 γ, learning rates, the G_ema half-life) and the positives, to find what
+limits plain fine-tuning. The fine-tune control is trained here when the digit lacks one.
 
     python3 benchmarks/mnist_strength_k.py --digit 1 --workdir runs/mnist-benchmark --rows k1-a0.02-w50,k5-a0.02-w50
 """
@@ -138,11 +140,17 @@ def main() -> None:
         path = pipeline.unlearn(network, positives, adapted[:k], run, outdir, log=log)
         return name, path, round(time.time() - started, 1)
 
+    def control() -> str:
+        """The benchmark's `finetune` control (weight 0, default GAN options), trained here when missing."""
+        outdir = os.path.join(root, "finetune")
+        return pipeline.finished_network(outdir) or pipeline.unlearn(
+            network, os.path.join(samples, "positives.zip"), adapted[:1],
+            dataclasses.replace(settings, repulsion="el2", repulsion_weight=0.0), outdir, log=log)
+
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        finetune_job = pool.submit(control)
         trained = list(pool.map(one, rows))
-    finetune = pipeline.finished_network(os.path.join(root, "finetune"))
-    if not finetune:  # checked only now, so rows can train while mnist_unlearn.py is still on its Stage 2
-        parser.error(f"{root} lacks a finished finetune run (the control); run mnist_unlearn.py first")
+        finetune = finetune_job.result()
     networks = [("original", network), ("finetune", finetune)] + [(name, path) for name, path, _ in trained]
     reference = pipeline.write_reference(args.workdir, args.digit)
     summary = pipeline.evaluate(networks, settings, reference, os.path.join(root, "eval-strength"))
