@@ -32,7 +32,8 @@ RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"
 
 
 FORMS = ("el2", "nl2", "il2")
-# Stage-2 GAN options a row can change (name part -> training option): 'noaug', 'r10' (R1 γ), 'glr0.004', 'dlr0.004',
+# Stage-2 GAN options a row can change (name part -> training option): 'noaug', 'diffaug' (the pretraining's
+# DiffAugment at p 1), 'r10' (R1 γ), 'glr0.004', 'dlr0.004',
 # 'ema1' (G_ema half-life in kimg).
 GAN_PREFIXES = (("glr", "glr"), ("dlr", "dlr"), ("ema", "ema_kimg"), ("r", "gamma"))
 
@@ -54,6 +55,8 @@ def parse_row(name: str) -> Dict:
                 row["positives_max"] = float(part[3:])
             elif part == "noaug":
                 row["options"]["aug"] = "noaug"
+            elif part == "diffaug":  # the pretraining's augmentation, the benchmark's Stage 2 before this session
+                row["options"].update(aug="fixed", p=1.0, augpipe="translation,cutout,color")
             elif gan:
                 row["options"][gan[0][0]] = float(gan[0][1])
             elif part in FORMS:
@@ -130,6 +133,7 @@ def main() -> None:
         outdir = os.path.join(root, f"strength-{name}")
         done = pipeline.finished_network(outdir)
         if done:
+            pipeline.check_same_augmentation(done, stage2_options(row["options"]))
             return name, done, 0.0
         run = dataclasses.replace(settings, repulsion=row["form"], alpha=row["alpha"], repulsion_weight=row["weight"],
                                   distance=row["distance"], unlearn_options=stage2_options(row["options"]))
@@ -143,7 +147,11 @@ def main() -> None:
     def control() -> str:
         """The benchmark's `finetune` control (weight 0, default GAN options), trained here when missing."""
         outdir = os.path.join(root, "finetune")
-        return pipeline.finished_network(outdir) or pipeline.unlearn(
+        done = pipeline.finished_network(outdir)
+        if done:
+            pipeline.check_same_augmentation(done, settings.unlearn_options)
+            return done
+        return pipeline.unlearn(
             network, os.path.join(samples, "positives.zip"), adapted[:1],
             dataclasses.replace(settings, repulsion="el2", repulsion_weight=0.0), outdir, log=log)
 

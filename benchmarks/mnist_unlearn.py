@@ -157,6 +157,7 @@ def run_digit(digit: int, grid: List[tuple], base: pipeline.Settings, workdir: s
                 run_settings = _method_settings(method, settings)
                 path, seconds = _timed(outdir, "unlearn", lambda: pipeline.unlearn(
                     network, positives, adapted[:k or 1], run_settings, outdir, log=log))
+                pipeline.check_same_augmentation(path, run_settings.unlearn_options)
             stage1 = [s for s in adapt_seconds[:k or 0] if s is not None]
             return dict(method=method, k=k, name=name, network=path, stage2_seconds=seconds,
                         stage1_seconds=round(sum(stage1), 1) if k else 0.0)
@@ -249,13 +250,21 @@ def goals(result: Dict) -> Dict:
     return out
 
 
+def _stage2_augmentation(settings: Dict) -> str:
+    """How the results' Stage 2 augmented what D saw (results written before the option was recorded used DiffAugment)."""
+    options = settings.get("unlearn_options", {})
+    if options.get("aug", "noaug") == "noaug":
+        return "no augmentation"
+    return f"DiffAugment {options.get('augpipe')} at p {options.get('p')}"
+
+
 def markdown(result: Dict) -> str:
     s = result["settings"]
     lines = ["# MNIST unlearning benchmark (official budget)", "",
              f"Bundled generator `{os.path.basename(result['network'])}`; judge `mnist_judge.pt` (bundled LeNet). "
              f"Stage 1 {s['adapt_kimg']:g} kimg per adapted model on {s['negatives_per_model']} of the generator's own "
              f"samples of the digit (no augmentation, R1 γ 1); Stage 2 {s['unlearn_kimg']:g} kimg on its other "
-             f"samples (R1 γ 1, the pretraining's DiffAugment), batch {s['batch']}, no path length or style mixing "
+             f"samples (R1 γ 1, {_stage2_augmentation(s)}), batch {s['batch']}, no path length or style mixing "
              "(the bundled model was pretrained without them). PUL and FID on "
              f"{result['num_eval_samples']} fixed seeds per network; FID in the **judge's 128-d feature space** (not "
              "Inception) against all real digits without the class, so compare the ratio to our pretrained model "

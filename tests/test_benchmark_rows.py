@@ -26,6 +26,11 @@ def test_a_row_without_gan_parts_keeps_the_benchmark_stage2_options():
     assert strength.stage2_options(row["options"]) == strength.pipeline.UNLEARN_OPTIONS
 
 
+def test_diffaug_restores_the_pretraining_augmentation():
+    options = strength.stage2_options(strength.parse_row("k1-nl2-w0-diffaug")["options"])
+    assert (options["aug"], options["p"], options["augpipe"]) == ("fixed", 1.0, "translation,cutout,color")
+
+
 @pytest.mark.parametrize("name", ["k5-w10", "a0.1-w10", "k1-nl2", "k1-nl2-w0-rx"])
 def test_an_incomplete_or_malformed_row_is_refused(name):
     with pytest.raises(argparse.ArgumentTypeError, match="a row is named like"):

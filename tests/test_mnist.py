@@ -282,3 +282,14 @@ def test_confident_positives_drop_the_samples_the_judge_doubts(tmp_path):
     assert pipeline.confident_positives(str(source), 4, 0.05) == (path, kept, dropped)  # reused, same split
     with pytest.raises(ValueError, match="between 0 and 1"):
         pipeline.confident_positives(str(source), 4, 1.5)
+
+
+def test_a_cached_stage2_run_with_other_augmentation_is_refused(tmp_path):
+    network = tmp_path / "00000-unlearn" / "network-snapshot-000016.pkl"
+    network.parent.mkdir()
+    (network.parent / "training_options.json").write_text(json.dumps({"augment_kwargs": {"class_name": "x"}}))
+    pipeline.check_same_augmentation(str(network), dict(gamma=1.0, aug="fixed", p=1.0))  # same: reused
+    with pytest.raises(ValueError, match="trained with augmentation, unlike this request"):
+        pipeline.check_same_augmentation(str(network), pipeline.UNLEARN_OPTIONS)  # today's default: none
+    (network.parent / "training_options.json").write_text(json.dumps({"augment_kwargs": None}))
+    pipeline.check_same_augmentation(str(network), pipeline.UNLEARN_OPTIONS)

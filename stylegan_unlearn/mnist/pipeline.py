@@ -43,13 +43,14 @@ DIGIT_NAMES = ",".join(str(d) for d in range(10))
 
 # How the bundled generator was pretrained decides how to fine-tune it: R1 γ 1 and no path-length
 # term or style mixing in both stages (turning them on starts a path-length regulariser whose running
-# mean is zero, which blurs samples). Stage 2 keeps the pretraining's augmentation of everything D sees
-# (its discriminator has only ever seen augmented images); Stage 1 trains without augmentation, like the
-# official recipe, so that D memorises the few negatives and θ_N makes mostly the digit
-# (benchmarks/results/mnist_ablations_digit1.md: 89 % at 32 kimg with γ 1, 85 % with γ 10).
+# mean is zero, which blurs samples). Both stages train without augmentation, like the official recipe:
+# in Stage 1 D then memorises the few negatives and θ_N makes mostly the digit
+# (benchmarks/results/mnist_ablations_digit1.md: 89 % at 32 kimg with γ 1, 85 % with γ 10); in Stage 2
+# the pretraining's DiffAugment (cutout hides the strokes that tell a 4 from a 9) halved what plain
+# fine-tuning removes and worsened FID (benchmarks/results/mnist_stage2_gan_digit*.md).
 MODEL_OPTIONS: Dict[str, Any] = dict(pl_weight=0.0, style_mixing=0.0)
 ADAPT_OPTIONS: Dict[str, Any] = dict(gamma=1.0)
-UNLEARN_OPTIONS: Dict[str, Any] = dict(gamma=1.0, aug="fixed", p=1.0, augpipe="translation,cutout,color")
+UNLEARN_OPTIONS: Dict[str, Any] = dict(gamma=1.0)
 
 
 @dataclass
@@ -183,6 +184,22 @@ def train(mode: str, outdir: str, options: Dict[str, Any], settings: Settings,
     if not runs:
         raise RuntimeError(f"training --mode={mode} finished without a run directory in {outdir}")
     return training.trained_network(os.path.join(outdir, runs[-1]))
+
+
+def check_same_augmentation(network: str, unlearn_options: Dict[str, Any]) -> None:
+    """Refuse to reuse a cached Stage-2 run whose augmentation differs from the one asked for now.
+
+    Stage 2's default augmentation changed (DiffAugment -> none), so a run cached under the same row
+    name by an older version is not the same experiment; a clear error beats a silently wrong row.
+    """
+    path = os.path.join(os.path.dirname(network), "training_options.json")
+    with open(path) as f:
+        was_augmented = json.load(f).get("augment_kwargs") is not None
+    wanted = unlearn_options.get("aug", "noaug") != "noaug"
+    if was_augmented != wanted:
+        said = "with" if was_augmented else "without"
+        raise ValueError(f"the cached run {os.path.dirname(network)} was trained {said} augmentation, unlike this "
+                         "request (the Stage-2 default changed); move it away or use another --workdir")
 
 
 def finished_network(outdir: str) -> Optional[str]:
