@@ -35,7 +35,7 @@ STAGE1 = {
     "gamma1": dict(gamma=1.0),  # the pretrained model's own R1 γ
     "gamma1-lambda0": dict(gamma=1.0, ewc_lambda=0.0),  # no EWC at all
 }
-STAGE2_BASE = dict(gamma=1.0, aug="fixed", p=1.0, augpipe="translation,cutout,color")
+STAGE2_BASE = dict(gamma=1.0, **pipeline.PRETRAINING_AUGMENTATION)
 STAGE2 = {
     "finetune": dict(repulsion_weight=0.0),
     "official-el2": dict(distance="official", repulsion="el2", repulsion_weight=100.0, alpha=1.0),

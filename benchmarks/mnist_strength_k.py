@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,6 +38,15 @@ FORMS = ("el2", "nl2", "il2")
 GAN_PREFIXES = (("glr", "glr"), ("dlr", "dlr"), ("ema", "ema_kimg"), ("r", "gamma"))
 
 
+def _gan_option(part: str) -> Optional[Tuple[str, float]]:
+    """('gamma', 10.0) for the row part 'r10'; None when the part names no GAN option."""
+    for prefix, option in GAN_PREFIXES:
+        value = part[len(prefix):]
+        if part.startswith(prefix) and value[:1].isdigit():
+            return option, float(value)
+    return None
+
+
 def parse_row(name: str) -> Dict:
     """'k5-a0.02-w50' -> K 5, α 0.02, w 50 (EL2, relative); optional parts: a form ('nl2') and a distance.
 
@@ -49,16 +58,15 @@ def parse_row(name: str) -> Dict:
                positives_max=None)
     try:
         for part in name.split("-"):
-            gan = [(option, part[len(prefix):]) for prefix, option in GAN_PREFIXES
-                   if part.startswith(prefix) and part[len(prefix):][:1].isdigit()]
+            gan = _gan_option(part)
             if part.startswith("pos"):
                 row["positives_max"] = float(part[3:])
             elif part == "noaug":
                 row["options"]["aug"] = "noaug"
             elif part == "diffaug":  # the pretraining's augmentation, the benchmark's Stage 2 before this session
-                row["options"].update(aug="fixed", p=1.0, augpipe="translation,cutout,color")
+                row["options"].update(pipeline.PRETRAINING_AUGMENTATION)
             elif gan:
-                row["options"][gan[0][0]] = float(gan[0][1])
+                row["options"][gan[0]] = gan[1]
             elif part in FORMS:
                 row["form"] = part
             elif part[0] == "k" and part[1:].isdigit():
@@ -131,12 +139,12 @@ def main() -> None:
     def one(row: Dict) -> Tuple[str, str, float]:
         name, k = row["name"], row["k"]
         outdir = os.path.join(root, f"strength-{name}")
-        done = pipeline.finished_network(outdir)
+        options = stage2_options(row["options"])
+        done = pipeline.finished_stage2(outdir, options)
         if done:
-            pipeline.check_same_augmentation(done, stage2_options(row["options"]))
             return name, done, 0.0
         run = dataclasses.replace(settings, repulsion=row["form"], alpha=row["alpha"], repulsion_weight=row["weight"],
-                                  distance=row["distance"], unlearn_options=stage2_options(row["options"]))
+                                  distance=row["distance"], unlearn_options=options)
         started = time.time()
         positives = os.path.join(samples, "positives.zip")
         if row["positives_max"] is not None:
@@ -147,13 +155,9 @@ def main() -> None:
     def control() -> str:
         """The benchmark's `finetune` control (weight 0, default GAN options), trained here when missing."""
         outdir = os.path.join(root, "finetune")
-        done = pipeline.finished_network(outdir)
-        if done:
-            pipeline.check_same_augmentation(done, settings.unlearn_options)
-            return done
-        return pipeline.unlearn(
-            network, os.path.join(samples, "positives.zip"), adapted[:1],
-            dataclasses.replace(settings, repulsion="el2", repulsion_weight=0.0), outdir, log=log)
+        return pipeline.finished_stage2(outdir, settings.unlearn_options) or pipeline.unlearn(
+            network, os.path.join(samples, "positives.zip"), adapted[:1], pipeline.finetune_settings(settings),
+            outdir, log=log)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         finetune_job = pool.submit(control)

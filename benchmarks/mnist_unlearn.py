@@ -112,7 +112,7 @@ def _timed(outdir: str, mode: str, run) -> tuple:
 def _method_settings(method: str, settings: pipeline.Settings) -> pipeline.Settings:
     run = pipeline.Settings(**pipeline.settings_dict(settings))
     if method == "finetune":
-        run.repulsion, run.repulsion_weight = "el2", 0.0
+        run = pipeline.finetune_settings(run)
     elif method == "atu-el2-official":
         run.repulsion, run.distance = "el2", "official"
     else:
@@ -251,8 +251,8 @@ def goals(result: Dict) -> Dict:
 
 
 def _stage2_augmentation(settings: Dict) -> str:
-    """How the results' Stage 2 augmented what D saw (results written before the option was recorded used DiffAugment)."""
-    options = settings.get("unlearn_options", {})
+    """How the results' Stage 2 augmented what D saw (their settings record the Stage-2 options)."""
+    options = settings["unlearn_options"]
     if options.get("aug", "noaug") == "noaug":
         return "no augmentation"
     return f"DiffAugment {options.get('augpipe')} at p {options.get('p')}"

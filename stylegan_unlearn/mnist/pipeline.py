@@ -16,7 +16,7 @@ import os
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -51,6 +51,8 @@ DIGIT_NAMES = ",".join(str(d) for d in range(10))
 MODEL_OPTIONS: Dict[str, Any] = dict(pl_weight=0.0, style_mixing=0.0)
 ADAPT_OPTIONS: Dict[str, Any] = dict(gamma=1.0)
 UNLEARN_OPTIONS: Dict[str, Any] = dict(gamma=1.0)
+# What D saw during the bundled generator's pretraining (the benchmark's Stage 2 until 2026-12-03).
+PRETRAINING_AUGMENTATION: Dict[str, Any] = dict(aug="fixed", p=1.0, augpipe="translation,cutout,color")
 
 
 @dataclass
@@ -200,6 +202,19 @@ def check_same_augmentation(network: str, unlearn_options: Dict[str, Any]) -> No
         said = "with" if was_augmented else "without"
         raise ValueError(f"the cached run {os.path.dirname(network)} was trained {said} augmentation, unlike this "
                          "request (the Stage-2 default changed); move it away or use another --workdir")
+
+
+def finished_stage2(outdir: str, unlearn_options: Dict[str, Any]) -> Optional[str]:
+    """`finished_network(outdir)`, refused (ValueError) when that run's augmentation differs from `unlearn_options`."""
+    network = finished_network(outdir)
+    if network:
+        check_same_augmentation(network, unlearn_options)
+    return network
+
+
+def finetune_settings(settings: Settings) -> Settings:
+    """The fine-tune control of `settings`: the same Stage 2 with repulsion weight 0."""
+    return replace(settings, repulsion="el2", repulsion_weight=0.0)
 
 
 def finished_network(outdir: str) -> Optional[str]:
