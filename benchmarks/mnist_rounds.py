@@ -23,7 +23,6 @@ from typing import Dict, List
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from stylegan_unlearn.fileio import atomic_write_text  # noqa: E402
 from stylegan_unlearn.method.params import DISTANCE_MODES  # noqa: E402
 from stylegan_unlearn.mnist import pipeline  # noqa: E402
 from stylegan_unlearn.ranges import parse_int_ranges  # noqa: E402
@@ -145,11 +144,7 @@ def main() -> None:
         control = f"{control['pul']:.1f} / {control['fid_ratio']:.2f}" if control else "–"
         lines.append(f"| {r['round']} | {found} | {share} | {r['digit_share']:.2%} | {r['pul']:.1f} | "
                      f"{r['fid_ratio']:.2f} | {control} |")
-    os.makedirs(args.results, exist_ok=True)
-    stem = os.path.join(args.results, f"mnist_rounds_digit{args.digit}")
-    atomic_write_text(stem + ".json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(stem + ".md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(pipeline.write_results(args.results, f"mnist_rounds_digit{args.digit}", result, lines), end="")
 
 
 if __name__ == "__main__":

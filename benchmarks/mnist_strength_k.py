@@ -24,7 +24,6 @@ from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from stylegan_unlearn.fileio import atomic_write_text  # noqa: E402
 from stylegan_unlearn.method.params import DISTANCE_MODES  # noqa: E402
 from stylegan_unlearn.mnist import pipeline  # noqa: E402
 
@@ -193,11 +192,7 @@ def main() -> None:
                      f"{r['pul']:.1f} | {r['fid_ratio']:.2f} | "
                      + ", ".join(f"{kimg:g}: {d:.3g}" for kimg, d in _every_other_and_last(r["distance_along"]))
                      + " |")
-    os.makedirs(args.results, exist_ok=True)
-    stem = os.path.join(args.results, f"{args.stem}_digit{args.digit}")
-    atomic_write_text(stem + ".json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(stem + ".md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(pipeline.write_results(args.results, f"{args.stem}_digit{args.digit}", result, lines), end="")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from stylegan_unlearn import training
+from stylegan_unlearn.fileio import atomic_write_text
 from stylegan_unlearn.data import ImageDataset, write_image_dataset
 from stylegan_unlearn.evaluate import evaluate_networks
 from stylegan_unlearn.loop.snapshots import list_snapshots
@@ -374,6 +375,16 @@ def score_checkpoints(original: str, runs: Sequence[tuple], settings: Settings, 
         candidates.setdefault(name, []).append(dict(network=path, kimg=kimg, pul=row["pul"], fid=row["fid"],
                                                     fid_ratio=row["fid"] / base_fid if row["fid"] and base_fid else None))
     return candidates
+
+
+def write_results(results_dir: str, stem: str, result: Dict, lines: Sequence[str]) -> str:
+    """A benchmark's result as RESULTS_DIR/STEM.json and STEM.md, each written atomically; the md text."""
+    os.makedirs(results_dir, exist_ok=True)
+    path = os.path.join(results_dir, stem)
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(path + ".json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(path + ".md", text)
+    return text
 
 
 def settings_dict(settings: Settings) -> Dict:
