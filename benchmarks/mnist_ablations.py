@@ -21,7 +21,6 @@ from typing import Dict
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from stylegan_unlearn.ranges import parse_int_ranges  # noqa: E402
-from stylegan_unlearn.fileio import atomic_write_text  # noqa: E402
 from stylegan_unlearn.loop.snapshots import list_snapshots  # noqa: E402
 from stylegan_unlearn.mnist import pipeline  # noqa: E402
 
@@ -147,9 +146,7 @@ def main() -> None:
                   stage1=[], stage2=[])
 
     def save() -> None:
-        os.makedirs(args.results, exist_ok=True)
-        atomic_write_text(os.path.join(args.results, name + ".json"), json.dumps(result, indent=2) + "\n")
-        atomic_write_text(os.path.join(args.results, name + ".md"), markdown(result))
+        pipeline.write_results(args.results, name, result, markdown(result))
 
     started = time.time()
     wanted1 = [n for n in args.stage1.split(",") if n]

@@ -20,7 +20,6 @@ from typing import Dict, List
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from stylegan_unlearn.fileio import atomic_write_text  # noqa: E402
 from stylegan_unlearn.mnist import pipeline  # noqa: E402
 
 RESULTS_DIR = os.path.join(REPO_ROOT, "benchmarks", "results")
@@ -115,10 +114,7 @@ def main() -> None:
     lines += ["", f"Goals: θ_N share ≥ {GOALS['adapted_share']:.0%}: {result['goals_met']['adapted_share']}; "
               f"PUL ≥ {GOALS['pul']} %: {result['goals_met']['pul']}; FID ≤ {GOALS['fid_ratio']}×: "
               f"{result['goals_met']['fid_ratio']}."]
-    os.makedirs(args.results, exist_ok=True)
-    atomic_write_text(os.path.join(args.results, "mnist_readme_workflow.json"), json.dumps(result, indent=2) + "\n")
-    atomic_write_text(os.path.join(args.results, "mnist_readme_workflow.md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(pipeline.write_results(args.results, "mnist_readme_workflow", result, "\n".join(lines) + "\n"), end="")
 
 
 if __name__ == "__main__":

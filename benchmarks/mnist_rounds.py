@@ -14,7 +14,6 @@ generator. Each step is skipped when its output exists, so the run can be contin
     python3 benchmarks/mnist_rounds.py --digit 1 --workdir runs/mnist-benchmark --start atu-el2-k1 --rounds 2
 """
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -57,7 +56,7 @@ def one_round(network: str, settings: pipeline.Settings, outdir: str, log) -> Di
                 negatives=collected["negatives"]["count"], positives=collected["positives"]["count"])
 
 
-def finetune_control(network: str, settings: pipeline.Settings, outdir: str, log) -> str:
+def finetune_control(network: str, adapted: str, settings: pipeline.Settings, outdir: str, log) -> str:
     """The round's Stage 2 without repulsion (weight 0) from the same generator on the same positives.
 
     A later round also trains 16 kimg more, on positives with fewer of the digit; this control tells
@@ -65,8 +64,8 @@ def finetune_control(network: str, settings: pipeline.Settings, outdir: str, log
     """
     control_dir = os.path.join(outdir, "finetune")
     return pipeline.finished_stage2(control_dir, settings.unlearn_options) or pipeline.unlearn(
-        network, os.path.join(outdir, "samples", "positives.zip"), [pipeline.finished_network(
-            os.path.join(outdir, "adapt0"))], pipeline.finetune_settings(settings), control_dir, log=log)
+        network, os.path.join(outdir, "samples", "positives.zip"), [adapted], pipeline.finetune_settings(settings),
+        control_dir, log=log)
 
 
 def main() -> None:
@@ -97,12 +96,11 @@ def main() -> None:
     rounds: List[Dict] = [dict(round=1, network=start)]
     for number in range(2, args.rounds + 1):
         log(f"== digit {args.digit}: round {number} from {rounds[-1]['network']}")
-        rounds.append(dict(round=number, **one_round(rounds[-1]["network"], settings,
-                                                      os.path.join(root, f"rounds-{tag}", f"round{number}"), log)))
+        outdir = os.path.join(root, f"rounds-{tag}", f"round{number}")
+        rounds.append(dict(round=number, outdir=outdir, **one_round(rounds[-1]["network"], settings, outdir, log)))
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each training is its own child process
-        controls = list(pool.map(lambda pair: finetune_control(pair[0]["network"], settings, pair[1], log),
-                                 [(before, os.path.join(root, f"rounds-{tag}", f"round{after['round']}"))
-                                  for before, after in zip(rounds, rounds[1:])]))
+        controls = list(pool.map(lambda pair: finetune_control(pair[0]["network"], pair[1]["adapted"][0], settings,
+                                                               pair[1]["outdir"], log), zip(rounds, rounds[1:])))
     for r, control in zip(rounds[1:], controls):
         r["finetune_control"] = dict(network=control)
     finetune = pipeline.finished_stage2(os.path.join(root, "finetune"), pipeline.UNLEARN_OPTIONS)
@@ -121,8 +119,8 @@ def main() -> None:
             got = pipeline.result_row(summary, f"round{r['round']}-finetune", args.digit)
             r["finetune_control"].update(pul=got["pul"], fid_ratio=got["fid"] / base["fid"])
     result = dict(digit=args.digit, start=args.start, settings=pipeline.settings_dict(settings),
-                  num_eval_samples=summary["num_samples"], original=dict(fid=base["fid"], digit_share=base["digit_share"]),
-                  rounds=rounds)
+                  num_eval_samples=summary["num_samples"],
+                  original=dict(fid=base["fid"], digit_share=base["digit_share"]), rounds=rounds)
     if finetune:
         got = pipeline.result_row(summary, "finetune", args.digit)
         result["finetune"] = dict(pul=got["pul"], fid_ratio=got["fid"] / base["fid"])
@@ -130,13 +128,13 @@ def main() -> None:
              f"Round 1 = `{args.start}`; each later round collects seeds {args.collect_seeds} of the previous "
              f"round's generator, adapts K = {args.k} model(s) to the {args.digit}s it still makes and runs Stage 2 "
              f"from it ({args.repulsion}" + (f", w {args.weight:g}" if args.weight is not None else "")
-             + f"). Pretrained: {base['digit_share']:.2%} {args.digit}s.", "",
-             "| round | negatives found | θ_N' share | share of the digit | PUL % | FID ratio | "
-             "same round without repulsion: PUL % / FID ratio |",
-             "|---:|---:|---:|---:|---:|---:|---|"]
+             + f"). Pretrained: {base['digit_share']:.2%} {args.digit}s.", ""]
     if finetune:
-        lines.insert(4, f"Fine-tune control: PUL {result['finetune']['pul']:.1f} % at FID "
-                        f"×{result['finetune']['fid_ratio']:.2f}.\n")
+        lines += [f"Fine-tune control: PUL {result['finetune']['pul']:.1f} % at FID "
+                  f"×{result['finetune']['fid_ratio']:.2f}.", ""]
+    lines += ["| round | negatives found | θ_N' share | share of the digit | PUL % | FID ratio | "
+              "same round without repulsion: PUL % / FID ratio |",
+              "|---:|---:|---:|---:|---:|---:|---|"]
     for r in rounds:
         found = "–" if r["round"] == 1 else f"{r['negatives']} of {len(parse_int_ranges(args.collect_seeds))}"
         share = "–" if r["round"] == 1 else ", ".join(f"{s:.0%}" for s in r["adapted_shares_1000"])
@@ -144,7 +142,8 @@ def main() -> None:
         control = f"{control['pul']:.1f} / {control['fid_ratio']:.2f}" if control else "–"
         lines.append(f"| {r['round']} | {found} | {share} | {r['digit_share']:.2%} | {r['pul']:.1f} | "
                      f"{r['fid_ratio']:.2f} | {control} |")
-    print(pipeline.write_results(args.results, f"mnist_rounds_digit{args.digit}", result, lines), end="")
+    markdown = "\n".join(lines) + "\n"
+    print(pipeline.write_results(args.results, f"mnist_rounds_digit{args.digit}", result, markdown), end="")
 
 
 if __name__ == "__main__":

@@ -192,7 +192,8 @@ def main() -> None:
                      f"{r['pul']:.1f} | {r['fid_ratio']:.2f} | "
                      + ", ".join(f"{kimg:g}: {d:.3g}" for kimg, d in _every_other_and_last(r["distance_along"]))
                      + " |")
-    print(pipeline.write_results(args.results, f"{args.stem}_digit{args.digit}", result, lines), end="")
+    markdown = "\n".join(lines) + "\n"
+    print(pipeline.write_results(args.results, f"{args.stem}_digit{args.digit}", result, markdown), end="")
 
 
 if __name__ == "__main__":

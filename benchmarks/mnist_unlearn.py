@@ -391,9 +391,7 @@ def main() -> None:
         result["digits"][str(digit)] = digit_result
         result["num_eval_samples"] = digit_result["num_eval_samples"]
         result["goals"] = goals(result)
-        os.makedirs(args.results, exist_ok=True)
-        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
-        atomic_write_text(os.path.join(args.results, "mnist.md"), markdown(result))
+        pipeline.write_results(args.results, "mnist", result, markdown(result))
         print(f"wrote {json_path} after digit {digit} ({time.time() - started:.0f} s)", flush=True)
     print(markdown(result))
 

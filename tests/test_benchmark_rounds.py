@@ -1,4 +1,5 @@
 """benchmarks/mnist_rounds.py: later rounds keep the benchmark's budget and take the row's repulsion; bad input is refused."""
+import argparse
 import importlib.util
 import os
 import sys
@@ -15,7 +16,7 @@ def _args(**changes):
     values = dict(digit=4, k=1, collect_seeds=rounds.LATER_COLLECT_SEEDS, repulsion="nl2", distance=None,
                   weight=0.1, alpha=None, jobs=2)
     values.update(changes)
-    return type("Args", (), values)()
+    return argparse.Namespace(**values)
 
 
 def test_later_rounds_use_the_official_budget_and_the_chosen_repulsion():

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from stylegan_unlearn import training
-from stylegan_unlearn.fileio import atomic_write_text
 from stylegan_unlearn.data import ImageDataset, write_image_dataset
 from stylegan_unlearn.evaluate import evaluate_networks
+from stylegan_unlearn.fileio import atomic_write_text
 from stylegan_unlearn.loop.snapshots import list_snapshots
 from stylegan_unlearn.mnist.coverage import digit_shares, generator_digits, judge_outputs
 from stylegan_unlearn.mnist.data import write_mnist_dataset_zip
@@ -377,14 +377,13 @@ def score_checkpoints(original: str, runs: Sequence[tuple], settings: Settings, 
     return candidates
 
 
-def write_results(results_dir: str, stem: str, result: Dict, lines: Sequence[str]) -> str:
-    """A benchmark's result as RESULTS_DIR/STEM.json and STEM.md, each written atomically; the md text."""
+def write_results(results_dir: str, stem: str, result: Dict, markdown: str) -> str:
+    """A benchmark's result as RESULTS_DIR/STEM.json and STEM.md, each written atomically; returns `markdown`."""
     os.makedirs(results_dir, exist_ok=True)
     path = os.path.join(results_dir, stem)
-    text = "\n".join(lines) + "\n"
     atomic_write_text(path + ".json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(path + ".md", text)
-    return text
+    atomic_write_text(path + ".md", markdown)
+    return markdown
 
 
 def settings_dict(settings: Settings) -> Dict:
