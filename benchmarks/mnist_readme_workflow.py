@@ -8,6 +8,7 @@ were not tuned on. Each step is skipped when its output exists, so the run can b
 Results: benchmarks/results/mnist_readme_workflow.{json,md}.
 
     python3 benchmarks/mnist_readme_workflow.py --network unseen.pkl --digit 1
+    python3 benchmarks/mnist_readme_workflow.py --network unseen.pkl --digit 1 --rounds 2   # + README step 5
 """
 import argparse
 import json
@@ -40,63 +41,85 @@ def _final_snapshot(outdir: str) -> str:
     return pipeline.finished_network(outdir) or ""
 
 
+def _one_round(network: str, work: str, digit: int, collect_seeds: str, log: str, times: Dict[str, float]) -> Dict:
+    """README steps 1-3 on `network` under `work` (each skipped when its output exists): the θ_N and the result."""
+    cli = [sys.executable, "-m", "stylegan_unlearn"]
+    data = os.path.join(work, "data")
+    if not os.path.isfile(os.path.join(data, "collect.json")):
+        t = time.time()
+        _run(cli + ["collect", "--network", network, "--seeds", collect_seeds, "--classifier",
+                    str(pipeline.BUNDLED_JUDGE), "--target-class", str(digit), "--outdir", data], log)
+        times[f"{work}: collect"] = time.time() - t
+    adapted = _final_snapshot(os.path.join(work, "adapt"))
+    if not adapted:
+        t = time.time()
+        _run([sys.executable, "train.py", "--mode=adapt", f"--outdir={work}/adapt", f"--data={data}/negatives.zip",
+              f"--resume={network}"], log)
+        times[f"{work}: adapt"] = time.time() - t
+        adapted = _final_snapshot(os.path.join(work, "adapt"))
+    unlearned = _final_snapshot(os.path.join(work, "unlearn"))
+    if not unlearned:
+        t = time.time()
+        _run([sys.executable, "train.py", "--mode=unlearn", f"--outdir={work}/unlearn",
+              f"--data={data}/positives.zip", f"--resume={network}", f"--adapted={adapted}"], log)
+        times[f"{work}: unlearn"] = time.time() - t
+        unlearned = _final_snapshot(os.path.join(work, "unlearn"))
+    with open(os.path.join(data, "collect.json")) as f:
+        collected = json.load(f)
+    return dict(network=network, adapted=adapted, unlearned=unlearned, collect_seeds=collect_seeds,
+                negatives=collected["negatives"]["count"], positives=collected["positives"]["count"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", required=True, help="the MNIST generator pkl")
     parser.add_argument("--network-note", default="", help="how the pkl was made, for the results")
     parser.add_argument("--digit", type=int, default=1)
     parser.add_argument("--collect-seeds", default="0-1999")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="README step 5: run steps 1-3 again this many times in all, each on the last result")
+    parser.add_argument("--later-collect-seeds", default="0-9999",
+                        help="collect seeds of rounds 2.. (the unlearned pkl makes few negatives)")
     parser.add_argument("--eval-seeds", default="100000-104999")
     parser.add_argument("--workdir", default="runs/mnist-readme-workflow")
     parser.add_argument("--results", default=RESULTS_DIR)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     work = os.path.abspath(os.path.join(args.workdir, f"digit{args.digit}"))
     os.makedirs(work, exist_ok=True)
     log = os.path.join(work, "commands.log")
     judge = str(pipeline.BUNDLED_JUDGE)
-    cli = [sys.executable, "-m", "stylegan_unlearn"]
     started = time.time()
     times: Dict[str, float] = {}
-
-    data = os.path.join(work, "data")
-    if not os.path.isfile(os.path.join(data, "collect.json")):
-        t = time.time()
-        _run(cli + ["collect", "--network", args.network, "--seeds", args.collect_seeds, "--classifier", judge,
-                    "--target-class", str(args.digit), "--outdir", data], log)
-        times["collect"] = time.time() - t
-    adapted = _final_snapshot(os.path.join(work, "adapt"))
-    if not adapted:
-        t = time.time()
-        _run([sys.executable, "train.py", "--mode=adapt", f"--outdir={work}/adapt", f"--data={data}/negatives.zip",
-              f"--resume={args.network}"], log)
-        times["adapt"] = time.time() - t
-        adapted = _final_snapshot(os.path.join(work, "adapt"))
-    unlearned = _final_snapshot(os.path.join(work, "unlearn"))
-    if not unlearned:
-        t = time.time()
-        _run([sys.executable, "train.py", "--mode=unlearn", f"--outdir={work}/unlearn",
-              f"--data={data}/positives.zip", f"--resume={args.network}", f"--adapted={adapted}"], log)
-        times["unlearn"] = time.time() - t
-        unlearned = _final_snapshot(os.path.join(work, "unlearn"))
+    rounds, network = [], args.network
+    for index in range(1, args.rounds + 1):  # round 1 keeps the top-level layout of earlier runs
+        round_work = work if index == 1 else os.path.join(work, f"round{index}")
+        seeds = args.collect_seeds if index == 1 else args.later_collect_seeds
+        rounds.append(_one_round(network, round_work, args.digit, seeds, log, times))
+        network = rounds[-1]["unlearned"]
     reference = pipeline.write_reference(work, args.digit)
-    evaluation = os.path.join(work, "eval")
+    names = ["original", "adapted"] + ["unlearned"] + [f"round{i}" for i in range(2, args.rounds + 1)]
+    paths = [args.network, rounds[0]["adapted"]] + [r["unlearned"] for r in rounds]
+    evaluation = os.path.join(work, "eval" if args.rounds == 1 else f"eval-rounds{args.rounds}")
     if not os.path.isfile(os.path.join(evaluation, "summary.json")):
         t = time.time()
-        _run(cli + ["evaluate", "--network", f"original={args.network}", "--network", f"adapted={adapted}",
-                    "--network", f"unlearned={unlearned}", "--seeds", args.eval_seeds, "--classifier", judge,
-                    "--target-class", str(args.digit), "--reference", reference, "--detector", judge,
-                    "--out", evaluation], log)
+        _run([sys.executable, "-m", "stylegan_unlearn", "evaluate"]
+             + [arg for name, path in zip(names, paths) for arg in ("--network", f"{name}={path}")]
+             + ["--seeds", args.eval_seeds, "--classifier", judge, "--target-class", str(args.digit),
+                "--reference", reference, "--detector", judge, "--out", evaluation], log)
         times["evaluate"] = time.time() - t
     with open(os.path.join(evaluation, "summary.json")) as f:
         summary = json.load(f)
-    rows = {name: pipeline.result_row(summary, name, args.digit) for name in ("original", "adapted", "unlearned")}
-    with open(os.path.join(data, "collect.json")) as f:
-        collected = json.load(f)
+    rows = {name: pipeline.result_row(summary, name, args.digit) for name in names}
+    final = rows[names[-1]]
     result = dict(network=os.path.abspath(args.network), network_note=args.network_note, digit=args.digit,
-                  negatives=collected["negatives"]["count"], positives=collected["positives"]["count"],
+                  negatives=rounds[0]["negatives"], positives=rounds[0]["positives"],
                   num_eval_samples=summary["num_samples"], rows=rows,
                   fid_ratio=rows["unlearned"]["fid"] / rows["original"]["fid"],
                   adapted_fid_ratio=rows["adapted"]["fid"] / rows["original"]["fid"], goals=GOALS,
+                  rounds=[dict(r, round=i + 1) for i, r in enumerate(rounds)],
+                  final_fid_ratio=final["fid"] / rows["original"]["fid"],
                   seconds_this_invocation=round(time.time() - started, 1), step_seconds=times)
     result["goals_met"] = dict(adapted_share=rows["adapted"]["digit_share"] >= GOALS["adapted_share"],
                                pul=rows["unlearned"]["pul"] >= GOALS["pul"],
@@ -111,9 +134,13 @@ def main() -> None:
     for name, row in rows.items():
         lines.append(f"| {name} | {row['digit_share']:.2%} | {row['pul']:.1f} | {row['fid']:.2f} | "
                      f"{row['fid'] / rows['original']['fid']:.2f} |")
-    lines += ["", f"Goals: θ_N share ≥ {GOALS['adapted_share']:.0%}: {result['goals_met']['adapted_share']}; "
+    lines += ["", f"Goals (one round): θ_N share ≥ {GOALS['adapted_share']:.0%}: {result['goals_met']['adapted_share']}; "
               f"PUL ≥ {GOALS['pul']} %: {result['goals_met']['pul']}; FID ≤ {GOALS['fid_ratio']}×: "
               f"{result['goals_met']['fid_ratio']}."]
+    if args.rounds > 1:
+        lines += ["", f"README step 5, rounds 2-{args.rounds}: the same three commands on the last unlearned pkl, "
+                  f"collect `--seeds {args.later_collect_seeds}`; negatives found per round: "
+                  + ", ".join(str(r["negatives"]) for r in rounds) + "."]
     print(pipeline.write_results(args.results, "mnist_readme_workflow", result, "\n".join(lines) + "\n"), end="")
 
 

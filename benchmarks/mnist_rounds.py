@@ -72,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--digit", type=int, default=1)
     parser.add_argument("--workdir", default="runs/mnist-benchmark", help="the mnist_unlearn.py --workdir")
-    parser.add_argument("--start", default="atu-el2-k1", help="the finished Stage-2 run (a directory of the digit)")
+    parser.add_argument("--start", default="atu-el2-k1", help="the finished Stage-2 run: a directory of the digit, by name or path")
     parser.add_argument("--rounds", type=int, default=2, help="rounds in all, the start run being the first")
     parser.add_argument("--k", type=int, default=1, help="adapted models per later round")
     parser.add_argument("--collect-seeds", default=LATER_COLLECT_SEEDS)
@@ -92,7 +92,7 @@ def main() -> None:
     original = pipeline.check_assets(None)
     settings = round_settings(args)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
-    tag = f"{args.start}-{args.repulsion}" + (f"-w{args.weight:g}" if args.weight is not None else "")
+    tag = f"{os.path.basename(os.path.normpath(args.start))}-{args.repulsion}" + (f"-w{args.weight:g}" if args.weight is not None else "")
     rounds: List[Dict] = [dict(round=1, network=start)]
     for number in range(2, args.rounds + 1):
         log(f"== digit {args.digit}: round {number} from {rounds[-1]['network']}")

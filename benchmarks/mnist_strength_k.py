@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from stylegan_unlearn.method.params import DISTANCE_MODES  # noqa: E402
+from stylegan_unlearn.method.params import DISTANCE_MODES, PARAM_MODES  # noqa: E402
 from stylegan_unlearn.mnist import pipeline  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -51,21 +51,27 @@ def parse_row(name: str) -> Dict:
 
     'k1-nl2-w0.1' is NL2 with weight 0.1 at K = 1 (α unused); 'k1-a0.1-w10-moved' names the distance;
     'k1-nl2-w0-noaug-r10' is a fine-tune (weight 0) without augmentation at R1 γ 10; 'pos0.05' trains on
-    the positives the judge gives P(digit) ≤ 0.05 (`pipeline.confident_positives`).
+    the positives the judge gives P(digit) ≤ 0.05 (`pipeline.confident_positives`); 'xg1' starts Stage 2
+    from the extrapolation θ_G + 1·(θ_G − mean θ_N) of the row's K models instead of from θ_G; 'free' repels
+    only the parameters Stage 1's EWC leaves free (`--params free`).
     """
     row = dict(name=name, k=None, alpha=None, weight=None, form="el2", distance="relative", options={},
-               positives_max=None)
+               positives_max=None, start_gamma=None)
     try:
         for part in name.split("-"):
             gan = _gan_option(part)
             if part.startswith("pos"):
                 row["positives_max"] = float(part[3:])
+            elif part.startswith("xg"):
+                row["start_gamma"] = float(part[2:])
             elif part == "noaug":
                 row["options"]["aug"] = "noaug"
             elif part == "diffaug":  # the pretraining's augmentation, the benchmark's Stage 2 before this session
                 row["options"].update(pipeline.PRETRAINING_AUGMENTATION)
             elif gan:
                 row["options"][gan[0]] = gan[1]
+            elif part in PARAM_MODES:
+                row["options"]["params"] = part
             elif part in FORMS:
                 row["form"] = part
             elif part[0] == "k" and part[1:].isdigit():
@@ -135,6 +141,12 @@ def main() -> None:
     settings = pipeline.Settings(digit=args.digit, jobs=args.jobs)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
 
+    def extrapolated(k: int, gamma: float) -> str:
+        """θ_G + γ(θ_G − mean θ_N) of the first k models, made once per (k, γ)."""
+        outdir = os.path.join(root, f"extrapolated-k{k}-g{gamma:g}")
+        return pipeline.finished_network(outdir) or pipeline.extrapolate(
+            network, adapted[:k], dataclasses.replace(settings, extrapolate_gamma=gamma), outdir, log=log)
+
     def one(row: Dict) -> Tuple[str, str, float]:
         name, k = row["name"], row["k"]
         outdir = os.path.join(root, f"strength-{name}")
@@ -148,7 +160,8 @@ def main() -> None:
         positives = os.path.join(samples, "positives.zip")
         if row["positives_max"] is not None:
             positives = pipeline.confident_positives(positives, args.digit, row["positives_max"])[0]
-        path = pipeline.unlearn(network, positives, adapted[:k], run, outdir, log=log)
+        start = network if row["start_gamma"] is None else extrapolated(k, row["start_gamma"])
+        path = pipeline.unlearn(start, positives, adapted[:k], run, outdir, log=log)
         return name, path, round(time.time() - started, 1)
 
     def control() -> str:
@@ -187,6 +200,8 @@ def main() -> None:
                    for key, value in r["options"].items()]
         if r["positives_max"] is not None:
             changes.append(f"positives with P(digit) ≤ {r['positives_max']:g}")
+        if r["start_gamma"] is not None:
+            changes.append(f"starts at the extrapolation γ {r['start_gamma']:g}")
         changes = " ".join(changes) or "–"
         lines.append(f"| {r['name']} | {r['form']} | {r['distance']} | {changes} | {r['k']} | {alpha} | {r['weight']:g} | "
                      f"{r['pul']:.1f} | {r['fid_ratio']:.2f} | "

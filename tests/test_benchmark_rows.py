@@ -26,12 +26,22 @@ def test_a_row_without_gan_parts_keeps_the_benchmark_stage2_options():
     assert strength.stage2_options(row["options"]) == strength.pipeline.UNLEARN_OPTIONS
 
 
+def test_xg_starts_stage2_from_the_extrapolation_and_changes_nothing_else():
+    row = strength.parse_row("k1-a0.1-w10-xg0.5")
+    assert row["start_gamma"] == 0.5 and row["options"] == {} and row["positives_max"] is None
+    assert strength.parse_row("k1-a0.1-w10")["start_gamma"] is None
+
+
+def test_a_selection_part_sets_the_repelled_parameters():
+    assert strength.parse_row("k1-a0.1-w10-free")["options"] == {"params": "free"}
+
+
 def test_diffaug_restores_the_pretraining_augmentation():
     options = strength.stage2_options(strength.parse_row("k1-nl2-w0-diffaug")["options"])
     assert (options["aug"], options["p"], options["augpipe"]) == ("fixed", 1.0, "translation,cutout,color")
 
 
-@pytest.mark.parametrize("name", ["k5-w10", "a0.1-w10", "k1-nl2", "k1-nl2-w0-rx"])
+@pytest.mark.parametrize("name", ["k5-w10", "a0.1-w10", "k1-nl2", "k1-nl2-w0-rx", "k1-nl2-w0-xg"])
 def test_an_incomplete_or_malformed_row_is_refused(name):
     with pytest.raises(argparse.ArgumentTypeError, match="a row is named like"):
         strength.parse_row(name)

@@ -79,11 +79,32 @@ def test_sg3_layer_names_exclude_the_last_layer():
     assert P.select_names(names, "synthesis") == ["synthesis.L0_36_512.weight", "synthesis.L1_36_512.bias"]
 
 
+def test_free_selection_is_everything_synthesis_leaves_out():
+    G = _Generator()
+    every = [n for n, _ in P.select_params(G, "all")]
+    synthesis = [n for n, _ in P.select_params(G, "synthesis")]
+    free = [n for n, _ in P.select_params(G, "free")]
+    assert free == [n for n in every if n not in synthesis] and synthesis and free
+    assert "mapping.fc0.weight" in free and "synthesis.b4.const" in free
+    names = ["mapping.fc0.weight", "synthesis.input.weight", "synthesis.L0_36_512.weight",
+             "synthesis.L1_36_512.bias", "synthesis.L2_36_3.weight"]
+    assert P.select_names(names, "free") == ["mapping.fc0.weight", "synthesis.input.weight",
+                                             "synthesis.L2_36_3.weight"]
+
+
+def test_the_option_table_offers_every_selection():
+    from stylegan_unlearn.method.options import OPTIONS
+    params = next(option for option in OPTIONS if option.name == "params")
+    assert tuple(params.choices) == P.PARAM_MODES
+
+
 def test_bad_modes_are_clear_errors():
     with pytest.raises(ValueError, match="selection"):
         P.select_params(_Generator(), "everything")
     with pytest.raises(ValueError, match="no generator parameters"):
         P.select_params(torch.nn.Linear(2, 2), "synthesis")
+    with pytest.raises(ValueError, match="no generator parameters"):
+        P.select_params(torch.nn.Linear(2, 2), "free")
     with pytest.raises(ValueError, match="distance"):
         P.distance([torch.zeros(1)], [[torch.zeros(1)]], mode="l1")
 

@@ -20,7 +20,7 @@ class EWCLoss(StyleGAN2Loss):
     """StyleGAN2Loss (ADA signature) + EWC penalty toward the construction-time generator.
 
     Extra keyword arguments (all JSON-serialisable): `ewc_lambda` (5e8), `fisher_samples` (32),
-    `params` ('synthesis' | 'all'), `fisher_cache` (path of a ``.pt`` file reused when it matches),
+    `params` ('synthesis' | 'free' | 'all'), `fisher_cache` (path of a ``.pt`` file reused when it matches),
     `fisher_seed` (0), `start_from` (a pkl whose G_ema G starts at and the penalty anchors at;
     None keeps G as handed over).
     """

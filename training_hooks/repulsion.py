@@ -32,7 +32,7 @@ class RepulsionLoss(StyleGAN2Loss):
     Extra keyword arguments (all JSON-serialisable): `adapted` (list of pkl paths, K ≥ 1),
     `repulsion` ('il2' | 'nl2' | 'el2', default 'nl2'), `repulsion_weight` (w; default per form and
     distance), `alpha` (EL2; default per distance), `distance` ('relative' | 'task' | 'l2' |
-    'tensor-mean' | 'official', default 'relative'), `params` ('synthesis' | 'all', default 'all'), `start_from` (a pkl
+    'tensor-mean' | 'official', default 'relative'), `params` ('synthesis' | 'free' | 'all', default 'all'), `start_from` (a pkl
     whose G_ema G starts at; None keeps G as handed over).
     """
 

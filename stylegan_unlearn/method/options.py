@@ -73,7 +73,7 @@ OPTIONS: Tuple[MethodOption, ...] = (
     MethodOption("fisher_samples", "int", "Generated samples for the EWC Fisher estimate", stages=("adapt",),
                  default=32, minimum=1, loss_kwarg="fisher_samples"),
     MethodOption("params", "choice", "Generator parameters that take part",
-                 stages=("adapt", "unlearn", "extrapolate"), choices=("synthesis", "all"), loss_kwarg="params",
+                 stages=("adapt", "unlearn", "extrapolate"), choices=("synthesis", "free", "all"), loss_kwarg="params",
                  default_note="synthesis for adapt, all otherwise, as in the official code"),
     MethodOption("extrapolate_gamma", "float", "gamma of theta_G + gamma*(theta_G - mean theta_N)",
                  stages=("extrapolate",), default=1.0),

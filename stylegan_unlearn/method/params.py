@@ -10,6 +10,11 @@ Selections (`mode`):
     the 4×4 block (const, conv1) and all toRGB layers are left out. For StyleGAN3 (alias-free)
     generators, whose layers are named ``synthesis.L{idx}_{size}_{channels}``, it selects those
     layers except the last one (the toRGB layer).
+  * ``'free'`` — the complement of ``'synthesis'``: the parameters Stage 1's EWC leaves free
+    (mapping, const, the 4×4 block, toRGB; for StyleGAN3 the mapping, input and last layer). With
+    the default Stage 1 these are where θ_N differs from θ_G, so repelling only them keeps Stage 2
+    from amplifying its own drift in the layers Stage 1 held fixed (θ_N = θ_G there, so the ℓ2
+    push on them only pushes θ further along whatever way fine-tuning moved it).
   * ``'all'`` — every generator parameter (mapping, const, 4×4, toRGB, noise strengths). Buffers
     (``w_avg``, ``noise_const``, ``resample_filter``) are never parameters and never selected.
 
@@ -48,7 +53,7 @@ __all__ = [
     "require_device",
 ]
 
-PARAM_MODES = ("synthesis", "all")
+PARAM_MODES = ("synthesis", "free", "all")
 DISTANCE_MODES = ("l2", "tensor-mean", "official", "relative", "task")
 _NEEDS_REFERENCE = ("relative", "task")
 
@@ -89,14 +94,20 @@ def select_names(names: Iterable[str], mode: str) -> List[str]:
     names = list(names)
     if mode == "all":
         return names
-    chosen = [n for n in names if (m := _SG2_SYNTHESIS_CONV.match(n)) and int(m.group(1)) >= 8]
+    synthesis = _synthesis_names(names)
+    if mode == "free":
+        return [n for n in names if n not in synthesis] if synthesis else []
+    return [n for n in names if n in synthesis]
+
+
+def _synthesis_names(names: List[str]) -> set:
+    """The names `'synthesis'` selects (StyleGAN2 naming first, else StyleGAN3's); empty when neither matches."""
+    chosen = {n for n in names if (m := _SG2_SYNTHESIS_CONV.match(n)) and int(m.group(1)) >= 8}
     if chosen:
         return chosen
     layer_ids = {n: int(m.group(1)) for n in names if (m := _SG3_SYNTHESIS_LAYER.match(n))}
-    if layer_ids:
-        last = max(layer_ids.values())
-        return [n for n, idx in layer_ids.items() if idx != last]
-    return []
+    last = max(layer_ids.values(), default=None)
+    return {n for n, idx in layer_ids.items() if idx != last}
 
 
 def select_params(G_or_parts: GeneratorLike, mode: str) -> NamedParams:
