@@ -9,6 +9,10 @@ Results: benchmarks/results/mnist_readme_workflow.{json,md}.
 
     python3 benchmarks/mnist_readme_workflow.py --network unseen.pkl --digit 1
     python3 benchmarks/mnist_readme_workflow.py --network unseen.pkl --digit 1 --rounds 2   # + README step 5
+    python3 benchmarks/mnist_readme_workflow.py --network unseen.pkl --digit 1 --variant "g1:--gamma=1"
+
+A `--variant NAME:OPTIONS` is round 1's step 3 again with extra train.py options (same positives and θ_N),
+in `unlearn-NAME`, evaluated beside the rest: what a user would try when the defaults fall short.
 """
 import argparse
 import json
@@ -16,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -39,6 +43,21 @@ def _run(command: List[str], log_path: str) -> None:
 
 def _final_snapshot(outdir: str) -> str:
     return pipeline.finished_network(outdir) or ""
+
+
+def _loss_settings(snapshot: str) -> Dict[str, float]:
+    """R1 γ, path-length weight and style mixing the run that wrote `snapshot` trained with."""
+    with open(os.path.join(os.path.dirname(snapshot), "training_options.json")) as f:
+        loss = json.load(f)["loss_kwargs"]
+    return dict(gamma=loss["r1_gamma"], pl_weight=loss["pl_weight"], style_mixing=loss["style_mixing_prob"])
+
+
+def _variant(text: str) -> Tuple[str, List[str]]:
+    """'g1:--gamma=1 --pl-weight=0' -> ('g1', ['--gamma=1', '--pl-weight=0'])."""
+    name, _, options = text.partition(":")
+    if not name or not options.split() or not all(o.startswith("--") for o in options.split()) or "/" in name:
+        raise argparse.ArgumentTypeError(f"a variant is NAME:--option=value ..., got '{text}'")
+    return name, options.split()
 
 
 def _one_round(network: str, work: str, digit: int, collect_seeds: str, log: str, times: Dict[str, float]) -> Dict:
@@ -80,9 +99,12 @@ def main() -> None:
                         help="README step 5: run steps 1-3 again this many times in all, each on the last result")
     parser.add_argument("--later-collect-seeds", default="0-9999",
                         help="collect seeds of rounds 2.. (the unlearned pkl makes few negatives)")
+    parser.add_argument("--variant", type=_variant, action="append", default=[],
+                        help="NAME:OPTIONS, round 1's unlearn again with these extra train.py options (repeatable)")
     parser.add_argument("--eval-seeds", default="100000-104999")
     parser.add_argument("--workdir", default="runs/mnist-readme-workflow")
     parser.add_argument("--results", default=RESULTS_DIR)
+    parser.add_argument("--name", default="mnist_readme_workflow", help="results file name (no extension)")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
@@ -98,10 +120,22 @@ def main() -> None:
         seeds = args.collect_seeds if index == 1 else args.later_collect_seeds
         rounds.append(_one_round(network, round_work, args.digit, seeds, log, times))
         network = rounds[-1]["unlearned"]
+    variants = []
+    for name, options in args.variant:
+        outdir = os.path.join(work, f"unlearn-{name}")
+        if not _final_snapshot(outdir):
+            t = time.time()
+            _run([sys.executable, "train.py", "--mode=unlearn", f"--outdir={outdir}",
+                  f"--data={work}/data/positives.zip", f"--resume={args.network}",
+                  f"--adapted={rounds[0]['adapted']}"] + options, log)
+            times[f"unlearn-{name}"] = time.time() - t
+        variants.append(dict(name=name, options=options, unlearned=_final_snapshot(outdir)))
     reference = pipeline.write_reference(work, args.digit)
     names = ["original", "adapted"] + ["unlearned"] + [f"round{i}" for i in range(2, args.rounds + 1)]
-    paths = [args.network, rounds[0]["adapted"]] + [r["unlearned"] for r in rounds]
-    evaluation = os.path.join(work, "eval" if args.rounds == 1 else f"eval-rounds{args.rounds}")
+    names += [f"variant-{v['name']}" for v in variants]
+    paths = [args.network, rounds[0]["adapted"]] + [r["unlearned"] for r in rounds] + [v["unlearned"] for v in variants]
+    evaluation = os.path.join(work, "eval" if len(names) == 3 else f"eval-rounds{args.rounds}"
+                              + "".join(f"-{v['name']}" for v in variants))
     if not os.path.isfile(os.path.join(evaluation, "summary.json")):
         t = time.time()
         _run([sys.executable, "-m", "stylegan_unlearn", "evaluate"]
@@ -112,14 +146,16 @@ def main() -> None:
     with open(os.path.join(evaluation, "summary.json")) as f:
         summary = json.load(f)
     rows = {name: pipeline.result_row(summary, name, args.digit) for name in names}
-    final = rows[names[-1]]
+    final = rows["unlearned" if args.rounds == 1 else f"round{args.rounds}"]
     result = dict(network=os.path.abspath(args.network), network_note=args.network_note, digit=args.digit,
                   negatives=rounds[0]["negatives"], positives=rounds[0]["positives"],
                   num_eval_samples=summary["num_samples"], rows=rows,
                   fid_ratio=rows["unlearned"]["fid"] / rows["original"]["fid"],
                   adapted_fid_ratio=rows["adapted"]["fid"] / rows["original"]["fid"], goals=GOALS,
-                  rounds=[dict(r, round=i + 1) for i, r in enumerate(rounds)],
+                  rounds=[dict(r, round=i + 1) for i, r in enumerate(rounds)], variants=variants,
                   final_fid_ratio=final["fid"] / rows["original"]["fid"],
+                  loss_settings=dict(adapt=_loss_settings(rounds[0]["adapted"]),
+                                     unlearn=_loss_settings(rounds[0]["unlearned"])),
                   seconds_this_invocation=round(time.time() - started, 1), step_seconds=times)
     result["goals_met"] = dict(adapted_share=rows["adapted"]["digit_share"] >= GOALS["adapted_share"],
                                pul=rows["unlearned"]["pul"] >= GOALS["pul"],
@@ -130,6 +166,9 @@ def main() -> None:
              f"(collect `--seeds {args.collect_seeds}` with the bundled judge: {result['negatives']} negatives, "
              f"{result['positives']} positives; then train.py --mode=adapt / --mode=unlearn with no other option; "
              f"evaluate on {result['num_eval_samples']} seeds, FID in judge features vs real digits without the class).",
+             "", "Loss settings the two stages chose (R1 γ, path length, style mixing): "
+             + "; ".join(f"{stage} {v['gamma']:g}, {v['pl_weight']:g}, {v['style_mixing']:g}"
+                         for stage, v in result["loss_settings"].items()) + ".",
              "", "| network | digit share | PUL % | FID (judge) | FID / original |", "|---|---:|---:|---:|---:|"]
     for name, row in rows.items():
         lines.append(f"| {name} | {row['digit_share']:.2%} | {row['pul']:.1f} | {row['fid']:.2f} | "
@@ -141,7 +180,10 @@ def main() -> None:
         lines += ["", f"README step 5, rounds 2-{args.rounds}: the same three commands on the last unlearned pkl, "
                   f"collect `--seeds {args.later_collect_seeds}`; negatives found per round: "
                   + ", ".join(str(r["negatives"]) for r in rounds) + "."]
-    print(pipeline.write_results(args.results, "mnist_readme_workflow", result, "\n".join(lines) + "\n"), end="")
+    if variants:
+        lines += ["", "Variants (`variant-NAME` rows): round 1's unlearn again with extra train.py options: "
+                  + "; ".join(f"{v['name']}: `{' '.join(v['options'])}`" for v in variants) + "."]
+    print(pipeline.write_results(args.results, args.name, result, "\n".join(lines) + "\n"), end="")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,10 @@ def one_round(network: str, settings: pipeline.Settings, outdir: str, log) -> Di
     samples = os.path.join(outdir, "samples")
     if not os.path.isfile(os.path.join(samples, "collect.json")):
         log(f"  collecting seeds {settings.collect_seeds} from {network}")
-        pipeline.collect(network, settings, samples)
+        try:
+            pipeline.collect(network, settings, samples)
+        except ValueError as err:  # too few negatives left: the usual end of the rounds
+            raise SystemExit(f"{outdir}: {err} (here: a wider --collect-seeds or fewer --rounds)")
     with open(os.path.join(samples, "collect.json")) as f:
         collected = json.load(f)
     adapted = [pipeline.finished_network(os.path.join(outdir, f"adapt{i}")) for i in range(settings.k)]
