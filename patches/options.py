@@ -149,6 +149,6 @@ def apply_unlearning_options(args: Any, desc: str, opts: Mapping[str, Any], flav
     args.loss_kwargs["start_from"] = _local_path(str(resume))
     ctx = click.get_current_context(silent=True)
     given = options_given(opts, ctx)
-    for line in apply_recipe(args, mode, opts, _option_names(ctx, opts), given):
+    for line in apply_recipe(args, mode, opts, _option_names(ctx, opts), given, _local_path(str(resume))):
         click.echo(line)
     return f"{desc}-{mode}"

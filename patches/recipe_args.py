@@ -6,7 +6,7 @@ give, one small function below writes the recipe's value there; what the user ga
 script has already applied, and it is left alone. Also here: float Adam betas, which current torch
 needs. Imports only click, the standard library and the recipe table.
 """
-from typing import Any, Callable, Container, Dict, List, Mapping
+from typing import Any, Callable, Container, Dict, List, Mapping, Optional
 
 import click
 
@@ -101,13 +101,24 @@ RECIPE_TARGETS: Dict[str, Callable[[Any, Any], None]] = {
 
 
 def apply_recipe(args: Any, stage: str, user_values: Mapping[str, Any], option_names: Container[str],
-                 given: Container[str]) -> List[str]:
-    """Write the recipe into `args` wherever the user gave no value; return the lines saying what was chosen."""
-    decisions = recipe.decide(stage, user_values, given)
+                 given: Container[str], resume: Optional[str] = None) -> List[str]:
+    """Write the recipe into `args` wherever the user gave no value; return the lines saying what was chosen.
+
+    With `resume` (and --loss-settings not 'recipe') the pretraining's loss settings recorded beside
+    that pkl come before the recipe's, as in our own train.py.
+    """
+    loss_settings = user_values.get("loss_settings") or "pretraining"
+    pretraining, source = {}, None
+    if resume and loss_settings != "recipe":
+        try:
+            pretraining, source = recipe.pretraining_values(resume)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
+    decisions = recipe.decide(stage, user_values, given, pretraining)
     for decision in decisions:
         if not decision.given:
             RECIPE_TARGETS[decision.setting.name](args, decision.value)
-    return recipe.report_lines(stage, decisions, option_names)
+    return recipe.report_lines(stage, decisions, option_names, source, loss_settings)
 
 
 def use_float_betas(args: Any) -> None:

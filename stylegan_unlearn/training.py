@@ -184,7 +184,18 @@ def _recipe_decisions(opts: dnnlib.EasyDict, given: Optional[Collection[str]]) -
     values = {entry.name: opts.get(entry.name) for entry in recipe.RECIPE}
     if given is None:
         given = {name for name, value in values.items() if value is not None}
-    return recipe.decide(opts.mode, values, {name for name in values if name in given})
+    pretraining, _ = _pretraining(opts)
+    return recipe.decide(opts.mode, values, {name for name in values if name in given}, pretraining)
+
+
+def _pretraining(opts: dnnlib.EasyDict) -> Tuple[Dict[str, float], Optional[str]]:
+    """The --resume pkl's pretraining loss settings and their file, unless --loss-settings=recipe."""
+    if opts.get("loss_settings", "pretraining") == "recipe" or not opts.get("resume"):
+        return {}, None
+    try:
+        return recipe.pretraining_values(opts.resume)
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 def _stage_settings(opts: dnnlib.EasyDict, given: Optional[Collection[str]]) -> Dict[str, Any]:
@@ -198,7 +209,8 @@ def recipe_report(opts: dnnlib.EasyDict, given: Optional[Collection[str]] = None
     """The lines an adapt/unlearn run prints about what it took from the official recipe, and why."""
     if opts.mode not in recipe.STAGES:
         return []
-    return recipe.report_lines(opts.mode, _recipe_decisions(opts, given), set(opts))
+    return recipe.report_lines(opts.mode, _recipe_decisions(opts, given), set(opts), _pretraining(opts)[1],
+                               opts.get("loss_settings", "pretraining"))
 
 
 def build_training_options(opts: dnnlib.EasyDict,

@@ -101,6 +101,31 @@ def test_explicit_ada_options_win_and_augmentation_gets_a_note(tmp_path, pkls):
                      "on the generator's own samples; it is used as you asked"]
 
 
+@pytest.mark.parametrize("flavour", ["ada", "sg3"])
+def test_patched_stages_take_the_pretraining_loss_settings_beside_the_pkl(tmp_path, pkls, flavour):
+    """The reference pretraining's training_options.json (its loss_kwargs) beats the recipe, as in our train.py."""
+    run_dir = tmp_path / "00003-pretraining"
+    run_dir.mkdir()
+    pre = run_dir / "network-snapshot-000200.pkl"
+    pre.write_bytes((pkls / "pre.pkl").read_bytes())
+    (run_dir / "training_options.json").write_text(json.dumps(dict(loss_kwargs=dict(
+        class_name="training.loss.StyleGAN2Loss", r1_gamma=0.5, pl_weight=0, style_mixing_prob=0))))
+    root = checkout(tmp_path, flavour)
+    base = BASE[flavour]
+    proc = run(root, *base, "--resume", pre, "--mode", "adapt", "--dry-run")
+    loss = options_of(proc)["loss_kwargs"]
+    assert loss["pl_weight"] == 0 and loss["style_mixing_prob"] == 0
+    assert loss["r1_gamma"] == (0.5 if flavour == "ada" else 1)  # stylegan3's --gamma is always given
+    assert f"pl_weight = 0: the pretraining's, from {run_dir / 'training_options.json'}" in proc.stdout
+    proc = run(root, *base, "--resume", pre, "--mode", "adapt", "--dry-run", "--loss-settings", "recipe")
+    loss = options_of(proc)["loss_kwargs"]
+    assert loss["pl_weight"] == 2 and loss["style_mixing_prob"] == 0.9
+    (run_dir / "training_options.json").write_text("{")
+    proc = run(root, *base, "--resume", pre, "--mode", "adapt", "--dry-run")
+    assert proc.returncode != 0 and "cannot read the pretraining's options" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (root / "runs").exists()
+
+
 def test_sg3_options_typed_at_their_click_default_still_win(tmp_path, pkls):
     """stylegan3's options have click defaults; typing the default value must count as giving it."""
     root = checkout(tmp_path, "sg3")

@@ -34,6 +34,38 @@ def test_decide_keeps_given_values_and_scales_the_ema_with_the_batch():
     assert decisions["ema_kimg"].value == 10
 
 
+def test_pretraining_values_come_after_given_ones_and_before_the_recipe_only_for_loss_settings():
+    pretraining = {"gamma": 1.0, "pl_weight": 0.0, "style_mixing": 0.0, "kimg": 500}  # kimg is never inherited
+    decisions = recipe.decide("adapt", {"gamma": 4.0}, {"gamma"}, {k: v for k, v in pretraining.items() if k != "kimg"})
+    by_name = {d.setting.name: d for d in decisions}
+    assert by_name["gamma"].source == "given" and by_name["gamma"].value == 4.0
+    assert by_name["pl_weight"].source == "pretraining" and by_name["pl_weight"].value == 0.0
+    assert by_name["kimg"].source == "recipe" and by_name["kimg"].value == 32
+    assert {s.name for s in recipe.RECIPE if s.pretraining_key} == {"gamma", "pl_weight", "style_mixing"}
+    lines = recipe.report_lines("adapt", decisions, {"gamma", "pl_weight", "style_mixing"}, "/run/training_options.json",
+                                "pretraining")
+    assert ("  pl_weight = 0: the pretraining's, from /run/training_options.json (--pl-weight not given; the "
+            "recipe's is 2)") in lines
+    alone = recipe.report_lines("adapt", recipe.decide("adapt", {}, ()), {"gamma"}, None, "pretraining")
+    assert any(line.startswith("  gamma = 10:") and "no training_options.json with it beside --resume" in line
+               for line in alone)
+    off = recipe.report_lines("adapt", recipe.decide("adapt", {}, ()), {"gamma"}, None, "recipe")
+    assert any(line.startswith("  gamma = 10:") and line.endswith("--loss-settings=recipe)") for line in off)
+
+
+def test_pretraining_values_read_the_run_folder_of_the_pkl(tmp_path):
+    pkl = tmp_path / "network-snapshot-000100.pkl"
+    assert recipe.pretraining_values(str(pkl)) == ({}, None)
+    (tmp_path / "training_options.json").write_text('{"loss_kwargs": {"r1_gamma": 2, "style_mixing_prob": 0.5}}')
+    values, source = recipe.pretraining_values(str(pkl))
+    assert values == {"gamma": 2.0, "style_mixing": 0.5} and source == str(tmp_path / "training_options.json")
+    for bad in ('{"loss_kwargs": {"pl_weight": -1}}', '{"loss_kwargs": {"r1_gamma": true}}', '[1, 2]',
+                '{"loss_kwargs": {"r1_gamma": NaN}}'):
+        (tmp_path / "training_options.json").write_text(bad)
+        with pytest.raises(ValueError, match="--loss-settings=recipe"):
+            recipe.pretraining_values(str(pkl))
+
+
 def test_report_has_one_line_per_setting_and_a_note_only_against_the_stage():
     decisions = recipe.decide("adapt", {"aug": "ada", "kimg": 100}, {"aug", "kimg"})
     lines = recipe.report_lines("adapt", decisions, {"aug", "kimg", "batch"})

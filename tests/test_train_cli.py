@@ -2,6 +2,7 @@
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -148,13 +149,57 @@ def test_extrapolate_and_fresh_process_loading(data, pretrained, adapted, tmp_pa
 
 def test_dry_run_shows_official_defaults_and_writes_nothing(data, pretrained, tmp_path):
     result = invoke(["--mode", "adapt", "--outdir", tmp_path / "out", "--data", data / "negatives.zip",
-                     "--resume", pretrained, "-n"])
+                     "--resume", pretrained, "--loss-settings", "recipe", "-n"])
     options = json.loads(result.output.split("Training options:")[1].split("\n\n")[0])
     assert options["batch_size"] == 16 and options["total_kimg"] == 32 and options["ema_kimg"] == 5
     assert options["G_opt_kwargs"]["lr"] == 0.002 and options["loss_kwargs"]["r1_gamma"] == 10
     assert options["loss_kwargs"]["style_mixing_prob"] == 0.9 and options["augment_kwargs"] is None
     assert options["G_kwargs"]["z_dim"] == 16  # architecture from the pkl, not from --cfg
     assert not (tmp_path / "out").exists()
+
+
+def _pretraining_loss(pkl: Path) -> dict:
+    return json.loads((Path(pkl).parent / "training_options.json").read_text())["loss_kwargs"]
+
+
+def test_loss_settings_default_to_the_pretraining_recorded_beside_the_pkl(data, pretrained, tmp_path):
+    """R1 γ, path length and style mixing come from the resume run's training_options.json, each line saying so."""
+    loss = _pretraining_loss(pretrained)
+    assert loss["r1_gamma"] != 10  # the tiny pretraining's auto γ, so the test can tell the two apart
+    copied = tmp_path / "elsewhere" / "net.pkl"  # the same pkl with no run folder around it
+    copied.parent.mkdir()
+    shutil.copy(pretrained, copied)
+    result = invoke(["--mode", "adapt", "--outdir", tmp_path / "out", "--data", data / "negatives.zip",
+                     "--resume", pretrained, "--style-mixing", "0.5", "-n"])
+    head, options = result.output.split("Training options:")
+    options = json.loads(options.split("\n\n")[0])
+    assert options["loss_kwargs"]["r1_gamma"] == loss["r1_gamma"] and options["loss_kwargs"]["pl_weight"] == loss["pl_weight"]
+    assert options["loss_kwargs"]["style_mixing_prob"] == 0.5  # given wins over the pretraining
+    assert f"gamma = {loss['r1_gamma']:g}: the pretraining's, from {Path(pretrained).parent / 'training_options.json'}" in head
+    assert "style_mixing = 0.5: as given with --style-mixing" in head
+    result = invoke(["--mode", "adapt", "--outdir", tmp_path / "out", "--data", data / "negatives.zip",
+                     "--resume", copied, "-n"])
+    options = json.loads(result.output.split("Training options:")[1].split("\n\n")[0])
+    assert options["loss_kwargs"]["r1_gamma"] == 10 and options["loss_kwargs"]["pl_weight"] == 2
+    assert "no training_options.json with it beside --resume" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text, said", [("{not json", "cannot read the pretraining's options"),
+                                        ('{"loss_kwargs": {"r1_gamma": "ten"}}', "is not a non-negative number"),
+                                        ('{"G_kwargs": {}}', "has no loss_kwargs")])
+def test_unreadable_pretraining_options_are_one_clear_error(data, pretrained, tmp_path, text, said):
+    copied = tmp_path / "run" / "net.pkl"
+    copied.parent.mkdir()
+    shutil.copy(pretrained, copied)
+    (copied.parent / "training_options.json").write_text(text)
+    result = invoke(["--mode", "adapt", "--outdir", tmp_path / "out", "--data", data / "negatives.zip",
+                     "--resume", copied, "-n"], expect_ok=False)
+    assert said in result.output and "--loss-settings=recipe" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+    result = invoke(["--mode", "adapt", "--outdir", tmp_path / "out", "--data", data / "negatives.zip",
+                     "--resume", copied, "--loss-settings", "recipe", "-n"])
+    assert '"r1_gamma": 10' in result.output
 
 
 def test_dry_run_prints_each_recipe_choice_and_a_note_against_the_mode(data, pretrained, tmp_path):
@@ -312,7 +357,8 @@ def test_library_train_runs_from_options_like_the_command(data, pretrained, adap
                     workers=0, device="cpu")
     options = json.loads((Path(run_dir) / "training_options.json").read_text())
     assert options["loss_kwargs"]["class_name"] == "training_hooks.RepulsionLoss" and options["total_kimg"] == 0.016
-    assert options["batch_size"] == 4 and options["loss_kwargs"]["r1_gamma"] == 10  # the recipe's where not given
+    # the pretraining's loss settings where not given (the run that wrote the pkl left its options beside it)
+    assert options["batch_size"] == 4 and options["loss_kwargs"]["r1_gamma"] == _pretraining_loss(pretrained)["r1_gamma"]
     network = trained_network(run_dir)
     assert os.path.isfile(network) and network == str(latest(run_dir))
     extrapolated = train(mode="extrapolate", outdir=str(tmp_path / "lib"), resume=str(pretrained),

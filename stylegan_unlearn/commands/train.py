@@ -93,6 +93,7 @@ def method_option(name: str):
 @method_option("repulsion_weight")
 @method_option("alpha")
 @method_option("distance")
+@method_option("loss_settings")
 @method_option("extrapolate_gamma")
 @click.option("--metrics", default=DEFAULTS["metrics"], show_default=True, metavar="LIST",
               help="Accepted for compatibility; metrics run afterwards with `stylegan-unlearn evaluate`")
@@ -108,7 +109,8 @@ def train_command(**kwargs) -> None:
           --adapted=runs/00000-adapt-.../network-snapshot-000032.pkl
     \b
     Defaults of adapt/unlearn (the official recipe, printed by each run): batch 16, lr 0.002,
-    gamma 10, path-length weight 2, style mixing 0.9, EMA 5 kimg at batch 16, no augmentation,
+    gamma 10, path-length weight 2, style mixing 0.9 (but the pretraining's own three where its
+    training_options.json lies beside --resume), EMA 5 kimg at batch 16, no augmentation,
     both start from the pkl's G_ema; adapt: 32 kimg (2000 steps), EWC on synthesis layers,
     λ 5e8, 32 Fisher samples; unlearn: 16 kimg (1000 steps), NL2 repulsion on all G parameters
     (relative distance, w 0.1; EL2 w 10, α 0.1; --distance official for the official strength). Both take the architecture from

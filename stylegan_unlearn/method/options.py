@@ -75,6 +75,11 @@ OPTIONS: Tuple[MethodOption, ...] = (
     MethodOption("params", "choice", "Generator parameters that take part",
                  stages=("adapt", "unlearn", "extrapolate"), choices=("synthesis", "free", "all"), loss_kwarg="params",
                  default_note="synthesis for adapt, all otherwise, as in the official code"),
+    MethodOption("loss_settings", "choice",
+                 "Where R1 gamma, path-length weight and style mixing come from when not given: pretraining = the "
+                 "training_options.json beside --resume (the official recipe where there is none); recipe = the "
+                 "official Adapt-then-Unlearn values (10, 2, 0.9)",
+                 stages=("adapt", "unlearn"), default="pretraining", choices=("pretraining", "recipe")),
     MethodOption("extrapolate_gamma", "float", "gamma of theta_G + gamma*(theta_G - mean theta_N)",
                  stages=("extrapolate",), default=1.0),
 )

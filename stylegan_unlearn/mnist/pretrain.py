@@ -87,6 +87,16 @@ def training_kwargs(cfg: Dict, run_dir: str, data: str, guide: str, total_kimg: 
     )
 
 
+def _record_options(run_dir: str, kwargs: Dict) -> None:
+    """Write the run's training_options.json (the whole run's kwargs) once, as a StyleGAN run folder has it.
+
+    adapt/unlearn read its loss settings when a snapshot of this folder is their --resume.
+    """
+    path = os.path.join(run_dir, "training_options.json")
+    if not os.path.isfile(path):
+        atomic_write_text(path, json.dumps(kwargs, indent=2) + "\n")
+
+
 def _kimg_of(pkl: Optional[str]) -> float:
     if pkl is None:
         return 0.0
@@ -113,6 +123,7 @@ def pretrain(outdir: str, kimg: float, chunk_kimg: float = 4.0, init: Optional[s
     config_path = os.path.join(outdir, "pretrain.json")
     if not os.path.isfile(config_path):
         atomic_write_text(config_path, json.dumps(dict(cfg=cfg, init=init and os.path.abspath(init)), indent=2))
+    _record_options(run_dir, training_kwargs(cfg, run_dir, data, guide, kimg, chunk_kimg, init))
     probe = coverage.CoverageProbe()
     history_path = os.path.join(outdir, "coverage.jsonl")
     record: Dict = {}
