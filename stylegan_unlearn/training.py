@@ -12,7 +12,9 @@ adapt/unlearn/extrapolate start from `--resume` and take the G/D architecture fr
 unlearn start G at its G_ema. Where the user gave no value they follow the official Adapt-then-Unlearn
 recipe, the one table `stylegan_unlearn.method.recipe` that the patched reference train.py reads too (batch 16,
 lr 0.002, R1 γ 10, path length 2, style mixing 0.9, EMA decay 0.5^(32/10000) per step, no augmentation;
-adapt 2000 iterations = 32 kimg, unlearn 1000 iterations = 16 kimg), and the run prints each choice.
+adapt 2000 iterations = 32 kimg, unlearn 1000 iterations = 16 kimg), except that R1 γ, path length and
+style mixing are the pretraining's where its training_options.json lies beside `--resume`
+(`--loss-settings`), and the run prints each choice.
 Small-network knobs for tiny models and MNIST: `--cbase`, `--cmax`, `--map`, `--zdim`, `--wdim`,
 `--mbstd-group` (train mode only).
 
