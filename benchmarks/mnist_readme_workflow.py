@@ -60,7 +60,13 @@ def _variant(text: str) -> Tuple[str, List[str]]:
     return name, options.split()
 
 
-def _one_round(network: str, work: str, digit: int, collect_seeds: str, log: str, times: Dict[str, float]) -> Dict:
+def _negatives(data: str, use: bool) -> List[str]:
+    """README step 3's `--negatives`: D also learns to call the collected negatives fake."""
+    return [f"--negatives={data}/negatives.zip"] if use else []
+
+
+def _one_round(network: str, work: str, digit: int, collect_seeds: str, log: str, times: Dict[str, float],
+               negatives: bool = True) -> Dict:
     """README steps 1-3 on `network` under `work` (each skipped when its output exists): the θ_N and the result."""
     cli = [sys.executable, "-m", "stylegan_unlearn"]
     data = os.path.join(work, "data")
@@ -80,7 +86,8 @@ def _one_round(network: str, work: str, digit: int, collect_seeds: str, log: str
     if not unlearned:
         t = time.time()
         _run([sys.executable, "train.py", "--mode=unlearn", f"--outdir={work}/unlearn",
-              f"--data={data}/positives.zip", f"--resume={network}", f"--adapted={adapted}"], log)
+              f"--data={data}/positives.zip", f"--resume={network}", f"--adapted={adapted}"]
+             + _negatives(data, negatives), log)
         times[f"{work}: unlearn"] = time.time() - t
         unlearned = _final_snapshot(os.path.join(work, "unlearn"))
     with open(os.path.join(data, "collect.json")) as f:
@@ -101,6 +108,8 @@ def main() -> None:
                         help="collect seeds of rounds 2.. (the unlearned pkl makes few negatives)")
     parser.add_argument("--variant", type=_variant, action="append", default=[],
                         help="NAME:OPTIONS, round 1's unlearn again with these extra train.py options (repeatable)")
+    parser.add_argument("--no-negatives", dest="negatives", action="store_false",
+                        help="step 3 without --negatives (the README before 2026-12-04)")
     parser.add_argument("--eval-seeds", default="100000-104999")
     parser.add_argument("--workdir", default="runs/mnist-readme-workflow")
     parser.add_argument("--results", default=RESULTS_DIR)
@@ -118,7 +127,7 @@ def main() -> None:
     for index in range(1, args.rounds + 1):  # round 1 keeps the top-level layout of earlier runs
         round_work = work if index == 1 else os.path.join(work, f"round{index}")
         seeds = args.collect_seeds if index == 1 else args.later_collect_seeds
-        rounds.append(_one_round(network, round_work, args.digit, seeds, log, times))
+        rounds.append(_one_round(network, round_work, args.digit, seeds, log, times, args.negatives))
         network = rounds[-1]["unlearned"]
     variants = []
     for name, options in args.variant:
@@ -127,7 +136,7 @@ def main() -> None:
             t = time.time()
             _run([sys.executable, "train.py", "--mode=unlearn", f"--outdir={outdir}",
                   f"--data={work}/data/positives.zip", f"--resume={args.network}",
-                  f"--adapted={rounds[0]['adapted']}"] + options, log)
+                  f"--adapted={rounds[0]['adapted']}"] + _negatives(f"{work}/data", args.negatives) + options, log)
             times[f"unlearn-{name}"] = time.time() - t
         variants.append(dict(name=name, options=options, unlearned=_final_snapshot(outdir)))
     reference = pipeline.write_reference(work, args.digit)
@@ -156,7 +165,8 @@ def main() -> None:
                   final_fid_ratio=final["fid"] / rows["original"]["fid"],
                   loss_settings=dict(adapt=_loss_settings(rounds[0]["adapted"]),
                                      unlearn=_loss_settings(rounds[0]["unlearned"])),
-                  seconds_this_invocation=round(time.time() - started, 1), step_seconds=times)
+                  negatives_for_d=args.negatives, seconds_this_invocation=round(time.time() - started, 1),
+                  step_seconds=times)
     result["goals_met"] = dict(adapted_share=rows["adapted"]["digit_share"] >= GOALS["adapted_share"],
                                pul=rows["unlearned"]["pul"] >= GOALS["pul"],
                                fid_ratio=result["fid_ratio"] <= GOALS["fid_ratio"])
@@ -164,7 +174,8 @@ def main() -> None:
              f"Pkl: `{os.path.basename(args.network)}` — {args.network_note}", "",
              f"Commands: see `{os.path.relpath(log, REPO_ROOT) if log.startswith(REPO_ROOT) else 'commands.log'}` "
              f"(collect `--seeds {args.collect_seeds}` with the bundled judge: {result['negatives']} negatives, "
-             f"{result['positives']} positives; then train.py --mode=adapt / --mode=unlearn with no other option; "
+             f"{result['positives']} positives; then train.py --mode=adapt / --mode=unlearn with no other option "
+             + ("than the README's `--negatives=data/negatives.zip`" if args.negatives else "(no `--negatives`)") + "; "
              f"evaluate on {result['num_eval_samples']} seeds, FID in judge features vs real digits without the class).",
              "", "Loss settings the two stages chose (R1 γ, path length, style mixing): "
              + "; ".join(f"{stage} {v['gamma']:g}, {v['pl_weight']:g}, {v['style_mixing']:g}"

@@ -9,7 +9,9 @@ each, then build every method of the grid:
   * atu-el2-official (K = 5) — the same with `--distance official` and the official weights, i.e. the
     official code's effective repulsion strength;
   * extrapolation (K = 1 and 5) — θ_G + γ(θ_G − mean θ_N), γ = 1, no training;
-  * finetune — the same Stage-2 run with repulsion weight 0 (independent of K).
+  * finetune — the same Stage-2 run with repulsion weight 0 (independent of K);
+  * atu-el2-negatives, atu-nl2-negatives (K = 1 and 5) — atu-el2 / atu-nl2 with `--negatives`: D also
+    learns to call fake the negatives θ_N^1..K adapted to (not in the paper).
 All networks of a digit are evaluated on the same 5,000 fixed seeds: PUL (judge, target = digit), FID in
 the judge's 128-d feature space against all real digits without the digit, and the share of every digit.
 Finished trainings are reused on a rerun with the same --workdir (which is tied to one generator by
@@ -38,7 +40,8 @@ ALL_DIGITS = (1, 4, 8)
 # (method, K): the grid. K = None for the fine-tune control, which has no θ_N.
 GRID: Tuple[Tuple[str, Optional[int]], ...] = (
     ("atu-el2", 1), ("atu-el2", 5), ("atu-nl2", 5), ("atu-il2", 5), ("atu-el2-official", 5),
-    ("extrapolation", 1), ("extrapolation", 5), ("finetune", None))
+    ("extrapolation", 1), ("extrapolation", 5), ("finetune", None),
+    ("atu-el2-negatives", 1), ("atu-nl2-negatives", 1), ("atu-el2-negatives", 5), ("atu-nl2-negatives", 5))
 METHODS = tuple(dict.fromkeys(m for m, _ in GRID))
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -48,6 +51,8 @@ PAPER = {
     "atu-nl2": {1: (97.85, 9.69), 4: (93.03, 10.50), 8: (97.92, 9.95)},
     "atu-el2": {1: (99.32, 9.65), 4: (96.23, 10.24), 8: (95.22, 8.89)},
     "atu-el2-official": {1: (99.32, 9.65), 4: (96.23, 10.24), 8: (95.22, 8.89)},
+    "atu-el2-negatives": {1: (99.32, 9.65), 4: (96.23, 10.24), 8: (95.22, 8.89)},
+    "atu-nl2-negatives": {1: (97.85, 9.69), 4: (93.03, 10.50), 8: (97.92, 9.95)},
     "extrapolation": {1: (95.10, 41.39), 4: (94.50, 17.90), 8: (90.90, 45.79)},
     "finetune": {},
 }
@@ -155,6 +160,9 @@ def run_digit(digit: int, grid: List[tuple], base: pipeline.Settings, workdir: s
                                        lambda: pipeline.extrapolate(network, adapted[:k], settings, outdir, log=log))
             else:
                 run_settings = _method_settings(method, settings)
+                if method.endswith("-negatives"):  # D also calls fake the negatives θ_N^1..K adapted to
+                    run_settings.unlearn_options = dict(
+                        run_settings.unlearn_options, negatives=[pipeline.negatives_split(samples, i) for i in range(k)])
                 path, seconds = _timed(outdir, "unlearn", lambda: pipeline.unlearn(
                     network, positives, adapted[:k or 1], run_settings, outdir, log=log))
                 pipeline.check_same_augmentation(path, run_settings.unlearn_options)
@@ -271,7 +279,8 @@ def markdown(result: Dict) -> str:
              f"with the paper's ratio (paper pretrained FID {PAPER_PRETRAINED_FID}).", "",
              "Methods: `atu-*` = Adapt-then-Unlearn with the default repulsion (relative distance; EL2 w 10, α 0.1; "
              "NL2 w 0.1; IL2 w 1), `atu-el2-official` = the official code's distance and weights (EL2 w 100, α 1), "
-             "`extrapolation` = θ_G + (θ_G − mean θ_N), `finetune` = Stage 2 with repulsion weight 0. "
+             "`extrapolation` = θ_G + (θ_G − mean θ_N), `finetune` = Stage 2 with repulsion weight 0, `*-negatives` = "
+             "the same with `--negatives` (D also calls the θ_N's negatives fake; not in the paper). "
              "Wall times are on a shared 2-core CPU with two trainings at once.", "",
              "| digit | method | K | PUL % | FID (judge) | FID / pretrained | digit share | max other-digit share change "
              "| wall s (stage 1 + 2) | paper PUL % | paper FID (×pretrained) |",
@@ -382,7 +391,11 @@ def main() -> None:
     if os.path.isfile(json_path):  # keep digits measured by earlier invocations with the same settings
         with open(json_path) as f:
             earlier = json.load(f)
-        if (earlier.get("settings") == result["settings"]
+        # A setting added to pipeline.Settings later is missing from older results: it had its default then.
+        defaults = pipeline.settings_dict(pipeline.Settings())
+        earlier_settings = {**{k: v for k, v in defaults.items() if k not in earlier.get("settings", {})},
+                            **earlier.get("settings", {})}
+        if (earlier_settings == result["settings"]
                 and earlier.get("network_sha256") == result["network_sha256"]):
             result["digits"] = earlier.get("digits", {})
     started = time.time()

@@ -39,6 +39,8 @@ def _click_source(entry: method_options.MethodOption) -> str:
     kwargs = [f"help={text!r}"]
     if entry.kind == "pkl":
         kwargs.append("metavar='PKL'")
+    elif entry.kind == "dataset":
+        kwargs.append("metavar='PATH'")
     elif entry.kind == "choice":
         kwargs.append(f"type=click.Choice({list(entry.choices)!r})")
     elif entry.kind == "int":
@@ -106,7 +108,11 @@ def loss_overrides(opts: Mapping[str, Any], flavour: str) -> Dict[str, Any]:
     for option in OPTIONS:
         if option.loss_kwarg and option.dest in given:
             value = given[option.dest]
-            kwargs[option.loss_kwarg] = [str(v) for v in value] if option.dest == "adapted" else value
+            if option.dest == "adapted":
+                value = [str(v) for v in value]
+            elif option.dest == "negatives":
+                value = [os.path.abspath(str(v)) for v in value]
+            kwargs[option.loss_kwarg] = value
     return kwargs
 
 
@@ -117,6 +123,18 @@ def _check_networks(resume: str, adapted: Sequence[str]) -> None:
         check_adapted_networks(resume, adapted)
     except (ValueError, OSError) as err:
         raise click.UsageError(str(err)) from None
+
+
+def _check_negatives(paths: Sequence[str], resume: str) -> None:
+    """The --negatives images open and match the --resume generator (before anything is written)."""
+    if not paths:
+        return
+    from stylegan_unlearn.method.negative_fakes import load_negative_sets  # imported late: needs torch
+    from stylegan_unlearn.pkl import load_network_pkl
+    try:
+        load_negative_sets(paths, load_network_pkl(resume)["G_ema"])
+    except (ValueError, OSError) as err:
+        raise click.UsageError(f"--negatives: {err}") from None
 
 
 def _local_path(path: str) -> str:
@@ -145,6 +163,7 @@ def apply_unlearning_options(args: Any, desc: str, opts: Mapping[str, Any], flav
     if not resume:
         raise click.UsageError(f"--mode={mode} starts from a pretrained network: pass it with --resume PKL")
     _check_networks(str(resume), overrides.get("adapted", []))
+    _check_negatives(overrides.get("negatives", []), str(resume))
     args.loss_kwargs.update(overrides)
     args.loss_kwargs["start_from"] = _local_path(str(resume))
     ctx = click.get_current_context(silent=True)

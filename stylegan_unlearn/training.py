@@ -40,6 +40,7 @@ from stylegan_unlearn.loop.launch import choose_device_type, launch_training, to
 from stylegan_unlearn.method import options as method_options
 from stylegan_unlearn.method import recipe
 from stylegan_unlearn.method.architecture import check_adapted_networks
+from stylegan_unlearn.method.negative_fakes import load_negative_images
 from stylegan_unlearn.method.extrapolate import extrapolate
 from stylegan_unlearn.method.params import gather_aligned, select_params
 from stylegan_unlearn.pkl import NETWORK_KEYS, check_network_file, load_networks, network_pkl_bytes
@@ -66,9 +67,9 @@ AUGPIPE_CHOICES = ("xflip", "translation", "cutout", "color")
 
 # Float options that must be finite numbers, and the ones that must also be positive or non-negative.
 FINITE_OPTIONS = ("kimg", "tick", "gamma", "glr", "dlr", "p", "target", "pl_weight", "style_mixing", "ema_kimg",
-                  "ewc_lambda", "repulsion_weight", "alpha", "extrapolate_gamma")
+                  "ewc_lambda", "repulsion_weight", "alpha", "extrapolate_gamma", "negative_weight")
 POSITIVE_OPTIONS = ("alpha",)
-NON_NEGATIVE_OPTIONS = ("ewc_lambda", "repulsion_weight")
+NON_NEGATIVE_OPTIONS = ("ewc_lambda", "repulsion_weight", "negative_weight")
 
 
 # Every option of a training run with its default; None where the mode, the --cfg preset or the official
@@ -103,6 +104,21 @@ def _check_numbers(opts: dnnlib.EasyDict) -> None:
         if name in NON_NEGATIVE_OPTIONS and value < 0:
             raise UserError(f"{option} must not be negative, got {value:g} (it would pull the network the "
                             "wrong way)")
+
+
+def _check_negatives(opts: dnnlib.EasyDict, resume: Optional[Dict[str, Any]]) -> None:
+    """--negatives belongs to unlearn, must open as a dataset and match the --resume generator's images."""
+    if not opts.get("negatives"):
+        if opts.get("negative_weight") is not None:
+            raise UserError("--negative-weight needs --negatives=PATH (the negative images D should call fake)")
+        return
+    if opts.mode != "unlearn":
+        raise UserError(f"--negatives is only used by --mode=unlearn, not --mode={opts.mode}")
+    for path in opts.negatives:
+        try:
+            load_negative_images(path, resume["G"] if resume is not None else None)
+        except (OSError, ValueError) as err:
+            raise UserError(f"--negatives: {err}") from None
 
 
 def _warn(message: str) -> None:
@@ -249,6 +265,7 @@ def build_training_options(opts: dnnlib.EasyDict,
     if opts.adapted and resume is not None:
         check_adapted_networks(opts.resume, opts.adapted, resume_G=resume["G"])
         _check_adapted(opts.adapted, opts.resume, resume, params)
+    _check_negatives(opts, resume)
 
     # Dataset.
     if mode == "extrapolate":
@@ -403,6 +420,11 @@ def build_training_options(opts: dnnlib.EasyDict,
             args.loss_kwargs.repulsion_weight = opts.repulsion_weight
         if opts.alpha is not None:
             args.loss_kwargs.alpha = opts.alpha
+        if opts.negatives:
+            args.loss_kwargs.negatives = [os.path.abspath(p) for p in opts.negatives]
+            desc += "-negfake"
+        if opts.negative_weight is not None:
+            args.loss_kwargs.negative_weight = opts.negative_weight
         desc += f"-{opts.repulsion}-k{len(opts.adapted)}"
 
     # Augmentation.
@@ -544,6 +566,8 @@ def training_options(**options: Any) -> dnnlib.EasyDict:
         raise UserError(f"unknown training option(s) {', '.join(unknown)}; see `stylegan-unlearn train --help`")
     opts = dnnlib.EasyDict(DEFAULTS, **{name: value for name, value in options.items() if value is not None})
     opts.adapted = [str(path) for path in (opts.adapted or ())]
+    negatives = opts.negatives or ()
+    opts.negatives = [str(negatives)] if isinstance(negatives, (str, os.PathLike)) else [str(p) for p in negatives]
     return opts
 
 

@@ -28,6 +28,10 @@ def test_demo_fast_runs_end_to_end(tmp_path):
     assert "θ_N1:" in result.output and "θ_N2:" in result.output
     unlearn_options = json.loads(next((outdir / "unlearn").glob("*/training_options.json")).read_text())
     assert len(unlearn_options["loss_kwargs"]["adapted"]) == 2
+    # Stage 2 shows D the negatives of both adapted models as fakes.
+    assert unlearn_options["loss_kwargs"]["negatives"] == [str(outdir / "samples" / f"negatives-{i}.zip")
+                                                           for i in (1, 2)]
+    assert "negatives as fakes" in result.output
 
 
 def test_demo_rejects_a_missing_network(tmp_path):

@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from patches import patcher
 from standin_checkouts import TRAIN_PY
+from stylegan_unlearn.data import write_image_dataset
 from stylegan_unlearn.method import recipe
 from tiny import write_patch_pkls
 
@@ -181,10 +183,15 @@ def _run_dirs(root):
     ("unlearn without --resume", ["--mode", "unlearn", "--adapted", "{adapted}"], "pass it with --resume PKL"),
     ("--resume that does not exist", ["--mode", "adapt", "--resume", "{missing}"],
      "--resume network '{missing}' does not exist"),
+    ("--negatives that do not exist", ["--resume", "{pre}", "--mode", "unlearn", "--adapted", "{adapted}",
+                                       "--negatives", "{missing_zip}"], "--negatives: dataset '{missing_zip}' does not exist"),
+    ("--negatives of another resolution", ["--resume", "{pre}", "--mode", "unlearn", "--adapted", "{adapted}",
+                                           "--negatives", "{big_zip}"], "resize the dataset to 16"),
 ])
 def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path, pkls, flavour, case, args, message):
     names = dict(pre=pkls / "pre.pkl", adapted=pkls / "adapted.pkl", other=pkls / "other.pkl",
-                 missing=tmp_path / "missing.pkl")
+                 missing=tmp_path / "missing.pkl", missing_zip=tmp_path / "none.zip", big_zip=tmp_path / "big.zip")
+    write_image_dataset(str(names["big_zip"]), np.zeros((2, 32, 32, 1), np.uint8))
     root = checkout(tmp_path, flavour)
     proc = run(root, *BASE[flavour], *[a.format(**names) for a in args])
     assert proc.returncode != 0, case
@@ -239,3 +246,19 @@ def test_one_recipe_table_serves_our_train_py_and_the_patch_blocks(tmp_path, pkl
     for opts in (ours_opts, patched_opts):
         assert opts["total_kimg"] == 7 and opts["network_snapshot_ticks"] == 3
     assert "  kimg = 7: " in ours.output and "  kimg = 7: " in patched.output
+
+
+@pytest.mark.parametrize("flavour", ["ada", "sg3"])
+def test_negatives_reach_the_repulsion_plugin_as_absolute_paths(tmp_path, pkls, flavour):
+    for name in ("neg-1.zip", "neg-2.zip"):
+        write_image_dataset(str(tmp_path / name), np.full((3, 16, 16, 1), 200, np.uint8))
+    root = checkout(tmp_path, flavour)
+    proc = run(root, *BASE[flavour], "--resume", pkls / "pre.pkl", "--mode", "unlearn", "--adapted",
+               pkls / "adapted.pkl", "--negatives", tmp_path / "neg-1.zip", "--negatives", tmp_path / "neg-2.zip",
+               "--negative-weight", "2", "--dry-run")
+    loss = options_of(proc)["loss_kwargs"]
+    assert loss["negatives"] == [str(tmp_path / "neg-1.zip"), str(tmp_path / "neg-2.zip")]
+    assert loss["negative_weight"] == 2
+    refused = run(root, *BASE[flavour], "--resume", pkls / "pre.pkl", "--mode", "adapt", "--negatives",
+                  tmp_path / "neg-1.zip", "--dry-run")
+    assert refused.returncode != 0 and "--negatives does not apply to --mode=adapt" in refused.stderr

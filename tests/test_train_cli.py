@@ -298,6 +298,10 @@ def test_sigkill_then_resume_continues(data, tmp_path):
     ("bad augpipe", ["--data", "{data}/positives.zip", "--aug", "ada", "--augpipe", "warp"], "--augpipe"),
     ("arch change on resume", ["--mode", "adapt", "--data", "{data}/negatives.zip", "--resume", "{pkl}",
                                "--cbase", "512"], "cannot change the architecture"),
+    ("negatives in adapt", ["--mode", "adapt", "--data", "{data}/negatives.zip", "--resume", "{pkl}",
+                            "--negatives", "{data}/negatives.zip"], "only used by --mode=unlearn"),
+    ("negative weight alone", ["--mode", "adapt", "--data", "{data}/negatives.zip", "--resume", "{pkl}",
+                               "--negative-weight", "2"], "needs --negatives"),
 ])
 def test_bad_inputs_fail_cleanly(data, pretrained, tmp_path, case, args, message):
     args = [a.format(data=data, pkl=pretrained) for a in args]
@@ -366,3 +370,29 @@ def test_library_train_runs_from_options_like_the_command(data, pretrained, adap
     assert trained_network(extrapolated).endswith("extrapolated-gamma0.5.pkl")
     with pytest.raises(UserError, match="unknown training option"):
         train(mode="adapt", outdir=str(tmp_path / "lib"), epochs=3)
+
+
+@pytest.mark.parametrize("negatives, message", [
+    ("nope.zip", "does not exist"),
+    ("big.zip", "32x32 images but the network makes 16x16"),
+    ("gray.zip", "1 channel"),
+])
+def test_bad_negatives_for_d_are_refused_before_anything_is_written(data, pretrained, adapted, tmp_path, negatives,
+                                                                     message):
+    result = invoke(["--mode", "unlearn", "--outdir", tmp_path / "out", "--data", data / "positives.zip",
+                     "--resume", pretrained, "--adapted", adapted, "--negatives", data / negatives, *FAST],
+                    expect_ok=False)
+    assert result.exit_code != 0 and "--negatives" in result.output and message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_unlearn_with_negatives_shows_them_to_d_as_fakes(data, pretrained, adapted, tmp_path):
+    run_dir = _unlearn(data, pretrained, adapted, tmp_path / "negfake", "--negatives", data / "negatives.zip",
+                       "--negative-weight", "0.5")
+    options = json.loads((run_dir / "training_options.json").read_text())
+    assert options["loss_kwargs"]["negatives"] == [str((data / "negatives.zip").resolve())]
+    assert options["loss_kwargs"]["negative_weight"] == 0.5 and "-negfake" in run_dir.name
+    stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    scores = [s["Loss/scores/negative"]["mean"] for s in stats if "Loss/scores/negative" in s]
+    assert scores and all(np.isfinite(scores))

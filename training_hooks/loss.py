@@ -70,6 +70,8 @@ class _StyleGAN2LossPhases:
         self.pl_no_weight_grad = bool(pl_no_weight_grad)
         self.pl_mean = torch.zeros([], device=self.device)
         self.generator_penalty: Optional[GeneratorPenalty] = None
+        # Unlearning's optional negatives-as-fakes term (`stylegan_unlearn.method.negative_fakes`).
+        self.negative_fakes = None
 
     def run_G(self, z, c, sync: bool = True, update_emas: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -105,6 +107,8 @@ class _StyleGAN2LossPhases:
         loss_Dgen = 0
         if do_Dmain:
             loss_Dgen = self._discriminator_fake(gen_z, gen_c, gain=gain, blur_sigma=blur_sigma)
+            if self.negative_fakes is not None:
+                self._discriminator_negatives(gen_c, gain=gain, blur_sigma=blur_sigma)
         if do_Dmain or do_Dr1:
             self._discriminator_real(real_img, real_c, sync=sync, gain=gain, blur_sigma=blur_sigma,
                                      do_Dmain=do_Dmain, do_Dr1=do_Dr1, loss_Dgen=loss_Dgen,
@@ -167,6 +171,17 @@ class _StyleGAN2LossPhases:
         with torch.autograd.profiler.record_function("Dgen_backward"):
             loss_Dgen.mean().mul(gain).backward()
         return loss_Dgen
+
+    def _discriminator_negatives(self, gen_c, gain, blur_sigma) -> None:
+        """D learns to call the user's negatives fake: weight · softplus(D(x_neg)), a batch as large as the fakes'."""
+        with torch.autograd.profiler.record_function("Dneg_forward"):
+            negatives = self.negative_fakes.batch(gen_c.shape[0]).to(self.device)
+            neg_logits = self.run_D(negatives, gen_c, sync=False, blur_sigma=blur_sigma)
+            training_stats.report("Loss/scores/negative", neg_logits)
+            loss_Dneg = torch.nn.functional.softplus(neg_logits) * self.negative_fakes.weight
+            training_stats.report("Loss/D/negatives", loss_Dneg)
+        with torch.autograd.profiler.record_function("Dneg_backward"):
+            loss_Dneg.mean().mul(gain).backward()
 
     def _discriminator_real(self, real_img, real_c, sync, gain, blur_sigma, do_Dmain, do_Dr1, loss_Dgen,
                             ddp_zero_terms) -> None:

@@ -20,6 +20,8 @@ official code; with ``distance='official'`` the default weights are the official
 """
 from stylegan_unlearn.method import repulsion as repulsion_forms
 from stylegan_unlearn.method.anchors import start_at_g_ema
+from stylegan_unlearn.method.negative_fakes import negative_fakes_or_none
+from stylegan_unlearn.method.params import unwrap
 from stylegan_unlearn.method.penalties import DEFAULT_DISTANCE, DEFAULT_REPULSION_PARAMS, RepulsionPenalty
 from training_hooks.loss import StyleGAN2Loss
 
@@ -33,13 +35,17 @@ class RepulsionLoss(StyleGAN2Loss):
     `repulsion` ('il2' | 'nl2' | 'el2', default 'nl2'), `repulsion_weight` (w; default per form and
     distance), `alpha` (EL2; default per distance), `distance` ('relative' | 'task' | 'l2' |
     'tensor-mean' | 'official', default 'relative'), `params` ('synthesis' | 'free' | 'all', default 'all'), `start_from` (a pkl
-    whose G_ema G starts at; None keeps G as handed over).
+    whose G_ema G starts at; None keeps G as handed over), `negatives` (a dataset zip or folder of negative
+    images that D also learns to call fake; None: D sees only positives and G's samples) and
+    `negative_weight` (that term's weight, default 1).
     """
 
     def __init__(self, device, G_mapping, G_synthesis, D, augment_pipe=None, adapted=(),
                  repulsion=repulsion_forms.DEFAULT_FORM, repulsion_weight=None, alpha=None,
-                 distance=DEFAULT_DISTANCE, params=DEFAULT_REPULSION_PARAMS, start_from=None, **loss_kwargs):
+                 distance=DEFAULT_DISTANCE, params=DEFAULT_REPULSION_PARAMS, start_from=None, negatives=None,
+                 negative_weight=None, **loss_kwargs):
         super().__init__(device, G_mapping, G_synthesis, D, augment_pipe=augment_pipe, **loss_kwargs)
+        self.negative_fakes = negative_fakes_or_none(negatives, device, unwrap(G_synthesis), negative_weight)
         if start_from is not None:
             start_at_g_ema((G_mapping, G_synthesis), start_from)
         self.generator_penalty = RepulsionPenalty(

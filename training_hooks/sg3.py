@@ -14,6 +14,7 @@ from torch_utils.ops import upfirdn2d
 
 from stylegan_unlearn.method import repulsion as repulsion_forms
 from stylegan_unlearn.method.anchors import start_at_g_ema
+from stylegan_unlearn.method.negative_fakes import negative_fakes_or_none
 from stylegan_unlearn.method.params import unwrap
 from stylegan_unlearn.method.penalties import (DEFAULT_DISTANCE, DEFAULT_EWC_LAMBDA, DEFAULT_EWC_PARAMS,
                                                DEFAULT_FISHER_SAMPLES, DEFAULT_REPULSION_PARAMS, EWCPenalty,
@@ -98,8 +99,9 @@ class RepulsionLoss(StyleGAN2Loss):
 
     def __init__(self, device, G, D, augment_pipe=None, adapted=(), repulsion=repulsion_forms.DEFAULT_FORM,
                  repulsion_weight=None, alpha=None, distance=DEFAULT_DISTANCE, params=DEFAULT_REPULSION_PARAMS,
-                 start_from=None, **loss_kwargs):
+                 start_from=None, negatives=None, negative_weight=None, **loss_kwargs):
         super().__init__(device, G, D, augment_pipe=augment_pipe, **loss_kwargs)
+        self.negative_fakes = negative_fakes_or_none(negatives, device, unwrap(G), negative_weight)
         if start_from is not None:
             start_at_g_ema(G, start_from)
         self.generator_penalty = RepulsionPenalty(

@@ -24,6 +24,8 @@ def method_option(name: str):
     kwargs: Dict[str, Any] = dict(help=f"{entry.help} ({'/'.join(entry.stages)})", multiple=entry.multiple)
     if entry.kind == "pkl":
         kwargs["metavar"] = "PKL"
+    elif entry.kind == "dataset":
+        kwargs["metavar"] = "PATH"
     elif entry.kind == "choice":
         kwargs["type"] = click.Choice(list(entry.choices))
     elif entry.kind == "int":
@@ -93,6 +95,8 @@ def method_option(name: str):
 @method_option("repulsion_weight")
 @method_option("alpha")
 @method_option("distance")
+@method_option("negatives")
+@method_option("negative_weight")
 @method_option("loss_settings")
 @method_option("extrapolate_gamma")
 @click.option("--metrics", default=DEFAULTS["metrics"], show_default=True, metavar="LIST",

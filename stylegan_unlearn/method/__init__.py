@@ -5,6 +5,7 @@
 * `repulsion` — IL2 / NL2 / EL2 as pure functions of a distance;
 * `architecture` — do two generators have the same layout (by tensor names and shapes);
 * `extrapolate` — the parameter-space baseline θ_G + γ(θ_G − mean θ_N);
+* `negative_fakes` — the negatives that Stage 2's D may also learn to call fake (`--negatives`);
 * `options` — the one table of the method's options and their defaults (read by both train.py's);
 * `recipe` — the official stage recipe (kimg, batch, learning rates, ...) where the user gave none.
 

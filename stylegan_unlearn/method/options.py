@@ -20,8 +20,9 @@ __all__ = ["MethodOption", "OPTIONS", "option", "default", "STAGE_DEFAULTS"]
 class MethodOption(NamedTuple):
     """One option of the method.
 
-    `name` is the Python name (`ewc_lambda` for `--ewc-lambda`); `kind` is 'float', 'int', 'choice' or
-    'pkl'; `stages` are the `--mode`s it applies to; `loss_kwarg` is the loss-plugin keyword it becomes.
+    `name` is the Python name (`ewc_lambda` for `--ewc-lambda`); `kind` is 'float', 'int', 'choice',
+    'pkl' or 'dataset' (a zip or folder of images); `stages` are the `--mode`s it applies to; `loss_kwarg`
+    is the loss-plugin keyword it becomes.
     """
 
     name: str
@@ -69,6 +70,13 @@ OPTIONS: Tuple[MethodOption, ...] = (
                  "the official code's d (K^2/2 x tensor-mean), whose default weights reproduce its strength",
                  stages=("unlearn",), default="relative", choices=("relative", "task", "l2", "tensor-mean", "official"),
                  loss_kwarg="distance"),
+    MethodOption("negatives", "dataset",
+                 "Negative images (zip or folder, e.g. the negatives adapt used; repeat for several sets) that D "
+                 "also learns to call fake, so that G's samples are led away from the feature (not in the paper)",
+                 stages=("unlearn",), multiple=True, loss_kwarg="negatives",
+                 default_note="none: D sees positives and G's samples"),
+    MethodOption("negative_weight", "float", "Weight of D's loss on the --negatives", stages=("unlearn",),
+                 loss_kwarg="negative_weight", default_note="1"),
     MethodOption("ewc_lambda", "float", "EWC weight lambda", stages=("adapt",), default=5e8, loss_kwarg="ewc_lambda"),
     MethodOption("fisher_samples", "int", "Generated samples for the EWC Fisher estimate", stages=("adapt",),
                  default=32, minimum=1, loss_kwarg="fisher_samples"),

@@ -79,6 +79,7 @@ class Settings:
     extrapolate_gamma: float = 1.0
     ema_kimg: Optional[float] = None  # G_ema half-life; None: the recipe's (5 kimg at batch 16)
     unlearn_snapshots: int = 1  # Stage-2 snapshots spread evenly over the run (the last one is the result)
+    negatives_for_d: bool = False  # Stage 2 also shows D the θ_N's negatives as fakes (`--negatives`)
     seed: int = 0
     threads: int = 1
     jobs: int = 1  # trainings run at once (each its own process)
@@ -266,11 +267,14 @@ def adapt_models(network: str, samples_dir: str, settings: Settings, root: str, 
 
 
 def unlearn(network: str, positives_zip: str, adapted: Sequence[str], settings: Settings, outdir: str,
-            log=None) -> str:
-    """Stage 2: fine-tune θ_G on positives with repulsion from the adapted models."""
+            log=None, negatives: Sequence[str] = ()) -> str:
+    """Stage 2: fine-tune θ_G on positives with repulsion from the adapted models (D also calls `negatives` fake)."""
     options = dict(_common_options(settings, settings.unlearn_kimg, settings.unlearn_snapshots),
-                   data=positives_zip, resume=network, adapted=list(adapted), repulsion=settings.repulsion, distance=settings.distance,
-                   repulsion_weight=settings.repulsion_weight, alpha=settings.alpha, **settings.unlearn_options)
+                   data=positives_zip, resume=network, adapted=list(adapted), repulsion=settings.repulsion,
+                   distance=settings.distance, repulsion_weight=settings.repulsion_weight, alpha=settings.alpha,
+                   **settings.unlearn_options)
+    if negatives:
+        options["negatives"] = list(negatives)
     return train("unlearn", outdir, options, settings, log)
 
 
