@@ -130,7 +130,7 @@ def _check_negatives(paths: Sequence[str], resume: str) -> None:
     if not paths:
         return
     from stylegan_unlearn.method.negative_fakes import load_negative_sets  # imported late: needs torch
-    from stylegan_unlearn.pkl import load_network_pkl
+    from stylegan_unlearn.pkl import load_network_pkl  # imported late: needs torch
     try:
         load_negative_sets(paths, load_network_pkl(resume)["G_ema"])
     except (ValueError, OSError) as err:
