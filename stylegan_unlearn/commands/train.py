@@ -110,14 +110,16 @@ def train_command(**kwargs) -> None:
     Typical Adapt-then-Unlearn run (pretrained.pkl = θ_G):
       python train.py --mode=adapt --outdir=runs --data=negatives.zip --resume=pretrained.pkl
       python train.py --mode=unlearn --outdir=runs --data=positives.zip --resume=pretrained.pkl \\
-          --adapted=runs/00000-adapt-.../network-snapshot-000032.pkl
+          --adapted=runs/00000-adapt-.../network-snapshot-000032.pkl --negatives=negatives.zip
     \b
     Defaults of adapt/unlearn (the official recipe, printed by each run): batch 16, lr 0.002,
     gamma 10, path-length weight 2, style mixing 0.9 (but the pretraining's own three where its
     training_options.json lies beside --resume), EMA 5 kimg at batch 16, no augmentation,
     both start from the pkl's G_ema; adapt: 32 kimg (2000 steps), EWC on synthesis layers,
     λ 5e8, 32 Fisher samples; unlearn: 16 kimg (1000 steps), NL2 repulsion on all G parameters
-    (relative distance, w 0.1; EL2 w 10, α 0.1; --distance official for the official strength). Both take the architecture from
+    (relative distance, w 0.1; EL2 w 10, α 0.1; --distance official for the official strength);
+    --negatives also shows D the negatives as fakes (not in the paper; it removes far more of the
+    feature, see the README). Both take the architecture from
     --resume; --resume on a snapshot of the same kind of run (same loss and data) with its
     .resume.pt sidecar continues that run (kimg, optimizers, EMA, augmentation).
     """
