@@ -395,8 +395,9 @@ def main() -> None:
         defaults = pipeline.settings_dict(pipeline.Settings())
         earlier_settings = {**{k: v for k, v in defaults.items() if k not in earlier.get("settings", {})},
                             **earlier.get("settings", {})}
-        if (earlier_settings == result["settings"]
-                and earlier.get("network_sha256") == result["network_sha256"]):
+        parallelism = ("jobs", "threads")  # how many trainings ran at once does not change the experiment
+        same = all(earlier_settings.get(k) == v for k, v in result["settings"].items() if k not in parallelism)
+        if same and earlier.get("network_sha256") == result["network_sha256"]:
             result["digits"] = earlier.get("digits", {})
     started = time.time()
     for digit in args.digits:
