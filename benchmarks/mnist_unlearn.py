@@ -160,11 +160,9 @@ def run_digit(digit: int, grid: List[tuple], base: pipeline.Settings, workdir: s
                                        lambda: pipeline.extrapolate(network, adapted[:k], settings, outdir, log=log))
             else:
                 run_settings = _method_settings(method, settings)
-                if method.endswith("-negatives"):  # D also calls fake the negatives θ_N^1..K adapted to
-                    run_settings.unlearn_options = dict(
-                        run_settings.unlearn_options, negatives=[pipeline.negatives_split(samples, i) for i in range(k)])
+                negatives = pipeline.adapted_negatives(samples, k) if method.endswith("-negatives") else []
                 path, seconds = _timed(outdir, "unlearn", lambda: pipeline.unlearn(
-                    network, positives, adapted[:k or 1], run_settings, outdir, log=log))
+                    network, positives, adapted[:k or 1], run_settings, outdir, log=log, negatives=negatives))
                 pipeline.check_same_augmentation(path, run_settings.unlearn_options)
             stage1 = [s for s in adapt_seconds[:k or 0] if s is not None]
             return dict(method=method, k=k, name=name, network=path, stage2_seconds=seconds,

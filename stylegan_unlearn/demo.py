@@ -65,7 +65,7 @@ def run_demo(digit: int, fast: bool, outdir: str, network: Optional[str] = None,
     adapted = pipeline.adapt_models(network, samples, settings, os.path.join(outdir, "adapt"), log=echo)
     shares = pipeline.check_adapted(adapted, digit, echo)
 
-    negatives = [pipeline.negatives_split(samples, i) for i in range(settings.k)] if settings.negatives_for_d else []
+    negatives = pipeline.adapted_negatives(samples, settings.k) if settings.negatives_for_d else []
     echo(f"[3/5] Unlearning: fine-tuning on the positives with {settings.repulsion.upper()} repulsion from the "
          f"{settings.k} adapted models ({settings.unlearn_kimg:g} kimg)"
          + (", D also shown their negatives as fakes" if negatives else "") + "...")

@@ -249,6 +249,11 @@ def negatives_split(samples_dir: str, index: int) -> str:
     return os.path.join(samples_dir, f"negatives-{index + 1}.zip")
 
 
+def adapted_negatives(samples_dir: str, k: int) -> List[str]:
+    """The negative sets θ_N^1..K adapted to: what Stage 2's D is shown as fakes (`--negatives`)."""
+    return [negatives_split(samples_dir, index) for index in range(k)]
+
+
 def adapt(network: str, negatives_zip: str, settings: Settings, outdir: str, index: int = 0, log=None) -> str:
     """Stage 1: one EWC-adapted model θ_N (seed offset by `index`, so K models differ)."""
     options = dict(_common_options(settings, settings.adapt_kimg), data=negatives_zip, resume=network,
